@@ -1,0 +1,3 @@
+from kine_py.cli import main
+
+main()

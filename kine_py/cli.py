@@ -1,0 +1,114 @@
+"""The ``kine-py`` command: flags (each also a KINE_* environment variable), logging, run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from kine_py import __version__
+from kine_py.config import DEFAULT_EMULATED_VERSION, DEFAULT_ENDPOINT, DEFAULT_LISTEN, Config
+
+_DESCRIPTION = """\
+kine-py: an etcd v3-compatible datastore (for kube-apiserver, etcdctl or any etcd
+client) that keeps its data in SQL. Every flag can also be set through the
+environment variable named in its help (flags win)."""
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"KINE_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kine-py", description=_DESCRIPTION)
+    p.add_argument(
+        "--listen-address",
+        default=_env("LISTEN_ADDRESS", DEFAULT_LISTEN),
+        help="where clients connect: host:port, http://host:port or unix://path "
+        f"(KINE_LISTEN_ADDRESS; default {DEFAULT_LISTEN}, loopback only: there is no auth)",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=_env("ENDPOINT", DEFAULT_ENDPOINT),
+        help=f"the storage DSN; sqlite://PATH (KINE_ENDPOINT; default {DEFAULT_ENDPOINT})",
+    )
+    p.add_argument("--name", default=_env("NAME", "default"), help="member name in MemberList (KINE_NAME)")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=_env("DEBUG", "") not in ("", "0", "false"),
+        help="debug logging (KINE_DEBUG)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["plain", "json"],
+        default=_env("LOG_FORMAT", "plain"),
+        help="log line format (KINE_LOG_FORMAT; default plain)",
+    )
+    p.add_argument(
+        "--emulated-etcd-version",
+        default=_env("EMULATED_ETCD_VERSION", DEFAULT_EMULATED_VERSION),
+        help="the etcd version Maintenance.Status reports "
+        f"(KINE_EMULATED_ETCD_VERSION; default {DEFAULT_EMULATED_VERSION})",
+    )
+    p.add_argument(
+        "--max-txn-ops",
+        type=int,
+        default=int(_env("MAX_TXN_OPS", "128")),
+        help="most operations in one txn, as etcd's flag (KINE_MAX_TXN_OPS; default 128)",
+    )
+    p.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=int(_env("MAX_REQUEST_BYTES", str(1536 * 1024))),
+        help="largest write request, as etcd's flag (KINE_MAX_REQUEST_BYTES; default 1572864)",
+    )
+    p.add_argument("--version", action="version", version=f"kine-py {__version__}")
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    args = build_parser().parse_args(argv)
+    return Config(
+        listen_address=args.listen_address,
+        endpoint=args.endpoint,
+        name=args.name,
+        debug=args.debug,
+        log_format=args.log_format,
+        emulated_etcd_version=args.emulated_etcd_version,
+        max_txn_ops=args.max_txn_ops,
+        max_request_bytes=args.max_request_bytes,
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO, handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    setup_logging(config)
+    from kine_py.app import run
+
+    sys.exit(run(config))

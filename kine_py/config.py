@@ -1,0 +1,40 @@
+"""The server's configuration, as parsed from flags and KINE_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_LISTEN = "127.0.0.1:2379"
+DEFAULT_ENDPOINT = "sqlite://./db/state.db"
+# kube-apiserver turns on consistent reads from its watch cache for >= 3.5.13.
+DEFAULT_EMULATED_VERSION = "3.5.13"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen_address: str = DEFAULT_LISTEN
+    endpoint: str = DEFAULT_ENDPOINT
+    name: str = "default"
+    debug: bool = False
+    log_format: str = "plain"
+    emulated_etcd_version: str = DEFAULT_EMULATED_VERSION
+    max_txn_ops: int = 128
+    max_request_bytes: int = 1536 * 1024
+
+
+def grpc_address(listen: str) -> tuple[str, str]:
+    """(address for grpc's add_insecure_port, client URL) for a --listen-address.
+
+    Accepts ``host:port``, ``http://host:port``, ``:port`` (loopback) and ``unix://path``.
+    """
+    if listen.startswith("unix://"):
+        path = listen[len("unix://") :]
+        return f"unix:{path}", f"unix://{path}"
+    if listen.startswith("https://"):
+        raise ValueError("https:// listen addresses need TLS, which kine-py does not support yet")
+    address = listen.removeprefix("http://")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {listen!r} is not host:port")
+    host = host or "127.0.0.1"
+    return f"{host}:{port}", f"http://{host}:{port}"

