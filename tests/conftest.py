@@ -46,3 +46,18 @@ def etcd(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: every backend and the reference etcd must run."""
+    if IN_CI and _skipped and exitstatus == 0:
+        print(f"\nCI=true: {len(_skipped)} test(s) were skipped, which CI does not allow: {_skipped}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
