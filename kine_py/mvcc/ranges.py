@@ -24,6 +24,10 @@ _LESS: dict[int, Callable[[KeyValue, KeyValue], bool]] = {
 }
 
 
+# Only these orders sort; etcd 3.5.1 accepts any other value and then does not sort.
+_SORTING = (SortOrder.ASCEND, SortOrder.DESCEND)
+
+
 def end_bound(range_end: bytes) -> bytes | None:
     """The index's end bound: None for a single key, b"" for every key >= key."""
     if not range_end:
@@ -35,10 +39,8 @@ def check_range(op: RangeOp) -> None:
     """etcd's request checks for a Range (also applied to Ranges inside a Txn)."""
     if not op.key:
         raise EmptyKeyError()
-    if (
-        op.sort_order not in SortOrder._value2member_map_
-        or op.sort_target not in SortTarget._value2member_map_
-    ):
+    if _effective_order(op) in _SORTING and op.sort_target not in _LESS:
+        # etcd 3.5.1 panics here (no sorter for the target); later releases answer this error.
         raise InvalidSortOptionError()
 
 
@@ -65,7 +67,7 @@ def fetch_limit(op: RangeOp) -> int:
 
 def needs_values(op: RangeOp) -> bool:
     """Whether the values of the selected keys are needed to answer ``op``."""
-    return not op.keys_only or (_effective_order(op) != SortOrder.NONE and op.sort_target == SortTarget.VALUE)
+    return not op.keys_only or (_effective_order(op) in _SORTING and op.sort_target == SortTarget.VALUE)
 
 
 def _keep(op: RangeOp, kv: KeyValue) -> bool:
@@ -83,7 +85,7 @@ def finish(op: RangeOp, kvs: list[KeyValue]) -> tuple[list[KeyValue], bool]:
     if _has_filters(op):
         kvs = [kv for kv in kvs if _keep(op, kv)]
     order = _effective_order(op)
-    if order != SortOrder.NONE:
+    if order in _SORTING:
         less = _LESS[op.sort_target]
         if order == SortOrder.DESCEND:
             forward = less
