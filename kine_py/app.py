@@ -28,7 +28,12 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     identity = Identity(
         status.cluster_id, status.member_id, config.name, (client_url,), config.emulated_etcd_version
     )
-    server, health = build_server(store, identity, max_request_bytes=config.max_request_bytes)
+    server, health = build_server(
+        store,
+        identity,
+        max_request_bytes=config.max_request_bytes,
+        progress_interval=config.watch_progress_notify_interval,
+    )
     try:
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot listen on {address}")

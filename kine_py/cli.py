@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,18 @@ environment variable named in its help (flags win)."""
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"KINE_{name}", default)
+
+
+def _duration(text: str) -> float:
+    """Seconds from a Go-style duration: 5s, 500ms, 1m, 1m30s, or a plain number of seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    match = re.fullmatch(r"((\d+(?:\.\d+)?)(ms|s|m|h))+", text.strip())
+    if match is None:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a duration: {text!r}") from None
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("MAX_REQUEST_BYTES", str(1536 * 1024))),
         help="largest write request, as etcd's flag (KINE_MAX_REQUEST_BYTES; default 1572864)",
     )
+    p.add_argument(
+        "--watch-progress-notify-interval",
+        type=_duration,
+        default=_duration(_env("WATCH_PROGRESS_NOTIFY_INTERVAL", "5s")),
+        help="how often watches created with progress_notify get a progress notification when "
+        "idle, e.g. 5s, 500ms, 1m (KINE_WATCH_PROGRESS_NOTIFY_INTERVAL; default 5s; 0 disables)",
+    )
     p.add_argument("--version", action="version", version=f"kine-py {__version__}")
     return p
 
@@ -81,6 +101,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         emulated_etcd_version=args.emulated_etcd_version,
         max_txn_ops=args.max_txn_ops,
         max_request_bytes=args.max_request_bytes,
+        watch_progress_notify_interval=args.watch_progress_notify_interval,
     )
 
 

@@ -20,6 +20,7 @@ class Config:
     emulated_etcd_version: str = DEFAULT_EMULATED_VERSION
     max_txn_ops: int = 128
     max_request_bytes: int = 1536 * 1024
+    watch_progress_notify_interval: float = 5.0
 
 
 def grpc_address(listen: str) -> tuple[str, str]:

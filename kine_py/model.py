@@ -164,6 +164,43 @@ OpResult: TypeAlias = RangeResult | PutResult | DeleteResult | TxnResult
 
 
 @dataclass(frozen=True, slots=True)
+class WatchCreate:
+    key: bytes
+    range_end: bytes = b""
+    start_revision: int = 0
+    progress_notify: bool = False
+    filters: tuple[int, ...] = ()
+    prev_kv: bool = False
+    watch_id: int = 0
+    fragment: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WatchReply:
+    """One WatchResponse: ``revision`` is its header revision. No events, not created, not
+    canceled and no compact revision: a progress notification."""
+
+    watch_id: int
+    revision: int
+    events: list[Event] = field(default_factory=list)
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+
+    def with_revision(self, revision: int) -> WatchReply:
+        return WatchReply(
+            self.watch_id,
+            revision,
+            self.events,
+            self.created,
+            self.canceled,
+            self.compact_revision,
+            self.cancel_reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStatus:
     revision: int
     compact_revision: int

@@ -62,27 +62,28 @@ class KeyIndex:
             change = history[i - 1]
         return None if change.deleted else change
 
+    def keys_in(self, key: bytes, end: bytes | None) -> Iterator[bytes]:
+        """Every indexed key in [key, end) in order (``end`` None: only ``key``; b"": no bound)."""
+        if end is None:
+            if key in self._history:
+                yield key
+            return
+        keys = self._keys
+        for i in range(bisect.bisect_left(keys, key), len(keys)):
+            k = keys[i]
+            if end and k >= end:
+                return
+            yield k
+
     def range(self, key: bytes, end: bytes | None, at_rev: int) -> Iterator[tuple[bytes, Change]]:
         """Live changes visible at ``at_rev`` for keys in [key, end), in key order.
 
         ``end`` None: only ``key``; b"": every key >= ``key``.
         """
-        if end is None:
-            change = self.get(key, at_rev)
-            if change is not None:
-                yield key, change
-            return
-        keys = self._keys
-        i = bisect.bisect_left(keys, key)
-        n = len(keys)
-        while i < n:
-            k = keys[i]
-            if end and k >= end:
-                return
+        for k in self.keys_in(key, end):
             change = self.get(k, at_rev)
             if change is not None:
                 yield k, change
-            i += 1
 
     def add(self, key: bytes, change: Change) -> None:
         """Append ``change`` as the newest change of ``key`` (its revision must be the highest)."""

@@ -24,6 +24,7 @@ small chunks (``physical`` waits for that).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -43,6 +44,8 @@ from kine_py.model import (
     Compare,
     DeleteOp,
     DeleteResult,
+    Event,
+    EventType,
     KeyValue,
     OpResult,
     PutOp,
@@ -64,6 +67,7 @@ from kine_py.mvcc.txn_eval import (
     compare_kv,
     is_read_only,
 )
+from kine_py.mvcc.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,7 @@ class _Pending:
     base: int
     revision: int
     rows: list[Row] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     touched: set[bytes] = field(default_factory=set)
 
 
@@ -136,6 +141,7 @@ class Store:
         self._deleting: asyncio.Task[None] | None = None
         self._closed = False
         self.leases: dict[int, object] = {}
+        self.hub = WatchHub(self)
 
     # ---- lifecycle ----
 
@@ -145,6 +151,7 @@ class Store:
         self._rev, self._compact = meta.revision, meta.compact
         self._cluster_id, self._member_id = meta.cluster_id, meta.member_id
         await self._load()
+        self.hub.reset()
         if self._compact > 0:
             self._schedule_delete(self._index.compact(self._compact))
         self._writer = asyncio.create_task(self._run_writer(), name="kine-writer")
@@ -220,18 +227,36 @@ class Store:
 
     async def _key_values(self, items: list[tuple[bytes, Change]], with_values: bool) -> list[KeyValue]:
         """KeyValues for index entries, fetching released values from the log when needed."""
-        fetched: dict[tuple[int, int], bytes] = {}
-        if with_values:
-            missing = [(c.main, c.sub) for _, c in items if c.value is None]
-            if missing:
-                fetched = await self._log.values(missing)
-                if len(fetched) < len(set(missing)):
-                    raise CompactedError()  # compacted away while we read
-        out = []
-        for key, c in items:
-            value = c.value if c.value is not None else fetched.get((c.main, c.sub), b"")
-            out.append(KeyValue(key, c.create, c.main, c.version, value if with_values else b"", c.lease))
-        return out
+        if not with_values:
+            return [KeyValue(k, c.create, c.main, c.version, b"", c.lease) for k, c in items]
+        values = await self._released_values([c for _, c in items])
+        return [_kv(k, c, values) for k, c in items]
+
+    async def history(self, key: bytes, end: bytes | None, first: int, last: int) -> list[Event]:
+        """Events on [key, end) with revision in [first, last], rebuilt from the index."""
+        found: list[tuple[bytes, Change, Change | None]] = []
+        for k in self._index.keys_in(key, end):
+            history = self._index.history(k)
+            i = bisect.bisect_left(history, first, key=_main)
+            while i < len(history) and history[i].main <= last:
+                found.append((k, history[i], history[i - 1] if i > 0 else None))
+                i += 1
+        found.sort(key=lambda item: (item[1].main, item[1].sub))
+        values = await self._released_values([c for _, c, _ in found] + [p for _, _, p in found if p])
+        return [_event(k, c, p, values) for k, c, p in found]
+
+    async def _released_values(self, changes: list[Change]) -> dict[tuple[int, int], bytes]:
+        """The values of changes whose value was released from memory, read from the log.
+
+        Raises CompactedError if one is gone: compaction removed it while we read.
+        """
+        missing = {(c.main, c.sub) for c in changes if c.value is None and not c.deleted}
+        if not missing:
+            return {}
+        fetched = await self._log.values(list(missing))
+        if len(fetched) < len(missing):
+            raise CompactedError()
+        return fetched
 
     async def status(self) -> StoreStatus:
         size = await self._log.size()
@@ -318,7 +343,7 @@ class Store:
     async def _apply(self, op: TxnOp | PutOp | DeleteOp, pending: _Pending) -> OpResult | Exception:
         """Apply one request to the index; on error undo its changes and return the error."""
         w = _Write(pending.revision)
-        rows_before = len(pending.rows)
+        rows_before, events_before = len(pending.rows), len(pending.events)
         try:
             if isinstance(op, PutOp):
                 result: OpResult = self._put(op, w, pending, standalone=True)
@@ -329,6 +354,7 @@ class Store:
         except Exception as exc:  # KineError: the client's error; anything else: a bug, INTERNAL
             self._index.rollback(w.keys, w.start)
             del pending.rows[rows_before:]
+            del pending.events[events_before:]
             if not isinstance(exc, KineError):
                 log.exception("applying %r failed", op)
             return exc
@@ -350,6 +376,7 @@ class Store:
                 return
             self._rev = pending.revision
             self._index.release_values(pending.touched)
+            self.hub.publish(pending.events, pending.revision)
         for job, result in done:
             if not job.future.done():
                 if isinstance(result, Exception):
@@ -359,7 +386,8 @@ class Store:
 
     # ---- applying one request (writer only) ----
 
-    def _record(self, key: bytes, change: Change, w: _Write, pending: _Pending) -> None:
+    def _record(self, key: bytes, change: Change, prev: Change | None, w: _Write, pending: _Pending) -> None:
+        """Add one change to the index, the rows to append and the events to publish."""
         self._index.add(key, change)
         w.keys.add(key)
         w.sub += 1
@@ -376,6 +404,8 @@ class Store:
                 change.deleted,
             )
         )
+        event = _event(key, change, prev)
+        pending.events.append(event)
 
     def _put(self, op: PutOp, w: _Write, pending: _Pending, *, standalone: bool = False) -> PutResult:
         if standalone and op.lease and op.lease not in self.leases:
@@ -391,14 +421,14 @@ class Store:
         create = prev.create if prev is not None else w.main
         version = prev.version + 1 if prev is not None else 1
         prev_kv = _kv(op.key, prev) if op.prev_kv and prev is not None else None
-        self._record(op.key, Change(w.main, w.sub, create, version, lease, value), w, pending)
+        self._record(op.key, Change(w.main, w.sub, create, version, lease, value), prev, w, pending)
         return PutResult(w.main, prev_kv)
 
     def _delete(self, op: DeleteOp, w: _Write, pending: _Pending) -> DeleteResult:
         found = list(self._index.range(op.key, ranges.end_bound(op.range_end), w.read_rev))
         prev_kvs = [_kv(key, c) for key, c in found] if op.prev_kv else []
-        for key, _ in found:
-            self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), w, pending)
+        for key, prev in found:
+            self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), prev, w, pending)
         revision = w.main if w.sub else w.start
         return DeleteResult(revision, len(found), prev_kvs)
 
@@ -509,8 +539,27 @@ def _change(row: Row) -> Change:
     return Change(row.main, row.sub, row.create, row.version, row.lease, row.value, row.deleted)
 
 
-def _kv(key: bytes, c: Change) -> KeyValue:
-    return KeyValue(key, c.create, c.main, c.version, c.value if c.value is not None else b"", c.lease)
+def _kv(key: bytes, c: Change, values: dict[tuple[int, int], bytes] | None = None) -> KeyValue:
+    """The KeyValue of a live change; a released value is looked up in ``values``."""
+    value = c.value if c.value is not None else (values or {}).get((c.main, c.sub), b"")
+    return KeyValue(key, c.create, c.main, c.version, value, c.lease)
+
+
+def _main(c: Change) -> int:
+    return c.main
+
+
+def _event(
+    key: bytes, c: Change, prev: Change | None, values: dict[tuple[int, int], bytes] | None = None
+) -> Event:
+    prev_kv = None if prev is None or prev.deleted else _kv(key, prev, values)
+    if c.deleted:
+        return Event(EventType.DELETE, KeyValue(key, 0, c.main, 0, b"", 0), prev_kv)
+    return Event(EventType.PUT, _kv(key, c, values), prev_kv)
+
+
+def _kv_or_none(key: bytes, c: Change | None) -> KeyValue | None:
+    return None if c is None else _kv(key, c)
 
 
 def _fail(jobs: Iterable[_Job], exc: BaseException) -> None:

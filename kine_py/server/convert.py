@@ -9,6 +9,7 @@ from kine_py.model import (
     CompareTarget,
     DeleteOp,
     DeleteResult,
+    Event,
     KeyValue,
     Op,
     OpResult,
@@ -18,6 +19,8 @@ from kine_py.model import (
     RangeResult,
     TxnOp,
     TxnResult,
+    WatchCreate,
+    WatchReply,
 )
 
 _OPERAND_TARGET = {
@@ -134,3 +137,35 @@ def response_op(r: OpResult) -> pb.ResponseOp:
     if isinstance(r, DeleteResult):
         return pb.ResponseOp(response_delete_range=delete_response(r))
     return pb.ResponseOp(response_txn=txn_response(r))
+
+
+def watch_create(r: pb.WatchCreateRequest) -> WatchCreate:
+    return WatchCreate(
+        key=r.key,
+        range_end=r.range_end,
+        start_revision=r.start_revision,
+        progress_notify=r.progress_notify,
+        filters=tuple(r.filters),
+        prev_kv=r.prev_kv,
+        watch_id=r.watch_id,
+        fragment=r.fragment,
+    )
+
+
+def event(e: Event) -> kv_pb2.Event:
+    out = kv_pb2.Event(type=int(e.type), kv=key_value(e.kv))  # type: ignore[arg-type]
+    if e.prev_kv is not None:
+        out.prev_kv.CopyFrom(key_value(e.prev_kv))
+    return out
+
+
+def watch_response(r: WatchReply) -> pb.WatchResponse:
+    return pb.WatchResponse(
+        header=pb.ResponseHeader(revision=r.revision),
+        watch_id=r.watch_id,
+        created=r.created,
+        canceled=r.canceled,
+        compact_revision=r.compact_revision,
+        cancel_reason=r.cancel_reason,
+        events=[event(e) for e in r.events],
+    )

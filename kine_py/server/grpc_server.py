@@ -11,7 +11,8 @@ from kine_py.server.health import HealthService
 from kine_py.server.identity import Identity
 from kine_py.server.kv import KVService
 from kine_py.server.maintenance import ClusterService, MaintenanceService
-from kine_py.server.unimplemented import AuthService, LeaseService, WatchService, concrete
+from kine_py.server.unimplemented import AuthService, LeaseService, concrete
+from kine_py.server.watch import WatchService
 
 # etcd's server settings (server/embed/config.go, etcdserver/api/v3rpc/grpc.go).
 MAX_REQUEST_BYTES = 1536 * 1024
@@ -35,7 +36,11 @@ def grpc_options(max_request_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[str, 
 
 
 def build_server(
-    store: Store, identity: Identity, *, max_request_bytes: int = MAX_REQUEST_BYTES
+    store: Store,
+    identity: Identity,
+    *,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    progress_interval: float = 5.0,
 ) -> tuple[grpc.aio.Server, HealthService]:
     """A server with KV, Maintenance, Cluster, Health and the UNIMPLEMENTED ones; no port yet."""
     server = grpc.aio.server(options=grpc_options(max_request_bytes))
@@ -43,7 +48,10 @@ def build_server(
     rpc_pb2_grpc.add_KVServicer_to_server(KVService(store, identity), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(concrete(MaintenanceService)(store, identity), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(concrete(ClusterService)(identity), server)
-    rpc_pb2_grpc.add_WatchServicer_to_server(concrete(WatchService)(), server)
+    watch = WatchService(
+        store, identity, progress_interval=progress_interval, max_request_bytes=max_request_bytes
+    )
+    rpc_pb2_grpc.add_WatchServicer_to_server(watch, server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(concrete(LeaseService)(), server)
     rpc_pb2_grpc.add_AuthServicer_to_server(concrete(AuthService)(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -45,11 +45,6 @@ def _methods_of(servicer: type) -> list[str]:
     return [name for name in vars(servicer) if not name.startswith("_")]
 
 
-@unimplemented("Watch", _methods_of(rpc_pb2_grpc.WatchServicer))
-class WatchService(rpc_pb2_grpc.WatchServicer):
-    """Watch is not served yet: the stream ends at once with UNIMPLEMENTED."""
-
-
 @unimplemented("Lease", _methods_of(rpc_pb2_grpc.LeaseServicer))
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
     """Leases are not served yet; a Put naming a lease gets etcd's 'lease not found'."""

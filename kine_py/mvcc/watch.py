@@ -1,0 +1,317 @@
+"""Watch: the hub of recent events and one session per watch stream.
+
+Theory of operation
+-------------------
+Every watcher has a position, ``next_rev``: the first revision it has not been
+sent. Nothing is pushed to watchers. After each commit the store hands the new
+events to the ``WatchHub``, which keeps the most recent ones in a bounded ring
+and wakes every session. A session's sender loop then *pulls*, for each of its
+watchers that is behind the committed revision, the events from its position
+up to the committed revision — from the ring when it still holds them, else
+rebuilt from the index (and the log, for released values) — and sends them.
+
+So a slow consumer is never dropped and never buffered without bound: while
+its gRPC stream is blocked the loop simply does not pull, and when it resumes
+it catches up from history and rejoins the live edge (etcd's unsynced/synced
+watchers without the bookkeeping). A watcher whose position falls below the
+compact revision is cancelled with ``compact_revision`` set, as etcd does.
+
+Progress: a periodic tick sends a progress reply to each ``progress_notify``
+watcher that is synced and had no events since the last tick; a
+``WatchProgressRequest`` is answered (watch id -1) once every watcher of the
+stream is synced — immediately if they already are, otherwise as soon as the
+loop has caught them all up. A progress reply for revision R is thus never sent
+before every event up to R.
+
+Per stream, replies go out in the order the loop produces them; a watcher's
+``created`` reply is queued before the watcher can produce events, and
+``header.revision`` never goes backwards on a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kine_py.model import Event, EventType, WatchCreate, WatchReply
+
+# At most this many revisions of events in one reply (etcd's watchBatchMaxRevs).
+MAX_REVS_PER_REPLY = 1000
+NO_PUT, NO_DELETE = 0, 1
+ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
+ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+
+class EventSource(Protocol):
+    """What the watch machinery needs from the store."""
+
+    @property
+    def revision(self) -> int: ...
+
+    @property
+    def compact_revision(self) -> int: ...
+
+    async def history(self, key: bytes, end: bytes | None, first: int, last: int) -> list[Event]:
+        """Events on [key, end) with revision in [first, last], in (revision, sub) order."""
+        ...
+
+
+class WatchHub:
+    """Recent events in a ring bounded by count and bytes, and the sessions to wake."""
+
+    def __init__(self, source: EventSource, *, max_events: int = 20_000, max_bytes: int = 64 << 20) -> None:
+        self._source = source
+        self._ring: deque[Event] = deque()
+        self._revs: deque[int] = deque()
+        self._bytes = 0
+        self._max_events, self._max_bytes = max_events, max_bytes
+        self._covered_from = source.revision + 1  # every event at or above this is in the ring
+        self._sessions: set[WatchSession] = set()
+
+    def reset(self) -> None:
+        """Forget the ring; everything after the source's current revision will be published."""
+        self._ring.clear()
+        self._revs.clear()
+        self._bytes = 0
+        self._covered_from = self._source.revision + 1
+
+    def publish(self, events: Iterable[Event], revision: int) -> None:
+        """Called by the store after each durable commit, in revision order."""
+        for event in events:
+            self._ring.append(event)
+            self._revs.append(event.kv.mod_revision)
+            self._bytes += _size(event)
+        while self._ring and (len(self._ring) > self._max_events or self._bytes > self._max_bytes):
+            gone = self._ring.popleft()
+            self._revs.popleft()
+            self._bytes -= _size(gone)
+            self._covered_from = gone.kv.mod_revision + 1
+        for session in self._sessions:
+            session.wake()
+
+    async def events(self, key: bytes, end: bytes | None, first: int, last: int) -> list[Event]:
+        """Events on [key, end) (``end`` None: only ``key``; b"": no bound) in [first, last]."""
+        if first < self._covered_from:
+            return await self._source.history(key, end, first, last)
+        lo = bisect.bisect_left(self._revs, first)
+        hi = bisect.bisect_right(self._revs, last)
+        matches = _matcher(key, end)
+        return [e for e in itertools.islice(self._ring, lo, hi) if matches(e.kv.key)]
+
+    def attach(self, session: WatchSession) -> None:
+        self._sessions.add(session)
+
+    def detach(self, session: WatchSession) -> None:
+        self._sessions.discard(session)
+
+
+def _size(event: Event) -> int:
+    size = len(event.kv.key) + len(event.kv.value) + 64
+    return size + (len(event.prev_kv.value) if event.prev_kv is not None else 0)
+
+
+def _matcher(key: bytes, end: bytes | None) -> Callable[[bytes], bool]:
+    if end is None:
+        return lambda k: k == key
+    if end == b"":
+        return lambda k: k >= key
+    return lambda k: key <= k < end
+
+
+@dataclass(slots=True)
+class _Watcher:
+    id: int
+    key: bytes
+    end: bytes | None
+    next_rev: int
+    prev_kv: bool
+    progress_notify: bool
+    fragment: bool
+    no_put: bool
+    no_delete: bool
+    active_since_tick: bool = False
+
+    def keep(self, event: Event) -> bool:
+        if event.type == EventType.PUT:
+            return not self.no_put
+        return not self.no_delete
+
+
+@dataclass(slots=True)
+class _State:
+    watchers: dict[int, _Watcher] = field(default_factory=dict)
+    control: deque[WatchReply] = field(default_factory=deque)
+    next_id: int = 0
+    progress_wanted: bool = False
+    last_header: int = 0
+
+
+class WatchSession:
+    """The watches of one gRPC stream. ``create``/``cancel``/``request_progress`` come from
+    the stream's reader; ``replies()`` is iterated by its writer; ``close()`` ends both."""
+
+    def __init__(self, hub: WatchHub, source: EventSource, progress_interval: float) -> None:
+        self._hub = hub
+        self._source = source
+        self._interval = progress_interval
+        self._s = _State()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        hub.attach(self)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._hub.detach(self)
+        self.wake()
+
+    @property
+    def fragment_ids(self) -> set[int]:
+        return {w.id for w in self._s.watchers.values() if w.fragment}
+
+    # ---- requests ----
+
+    def create(self, req: WatchCreate) -> None:
+        current = self._source.revision
+        key = req.key or b"\0"
+        end = None if not req.range_end else (b"" if req.range_end == b"\0" else req.range_end)
+        watch_id = req.watch_id if req.watch_id else self._auto_id()
+        error = None
+        if end and key >= end:
+            error = ERR_EMPTY_RANGE
+        elif req.watch_id and req.watch_id in self._s.watchers:
+            error = ERR_DUPLICATE_ID
+        if error is not None:
+            self._queue(WatchReply(-1, current, created=True, canceled=True, cancel_reason=error))
+            return
+        self._s.watchers[watch_id] = _Watcher(
+            watch_id,
+            key,
+            end,
+            req.start_revision if req.start_revision else current + 1,
+            req.prev_kv,
+            req.progress_notify,
+            req.fragment,
+            NO_PUT in req.filters,
+            NO_DELETE in req.filters,
+        )
+        self._queue(WatchReply(watch_id, current, created=True))
+
+    def _auto_id(self) -> int:
+        while self._s.next_id in self._s.watchers:
+            self._s.next_id += 1
+        watch_id = self._s.next_id
+        self._s.next_id += 1
+        return watch_id
+
+    def cancel(self, watch_id: int) -> None:
+        """Cancel a watcher of this stream; an unknown id is ignored, as etcd does."""
+        if self._s.watchers.pop(watch_id, None) is not None:
+            self._queue(WatchReply(watch_id, self._source.revision, canceled=True))
+
+    def request_progress(self) -> None:
+        if self._s.watchers:
+            self._s.progress_wanted = True
+            self.wake()
+
+    def _queue(self, reply: WatchReply) -> None:
+        self._s.control.append(reply)
+        self.wake()
+
+    # ---- the sender loop ----
+
+    async def replies(self) -> AsyncIterator[WatchReply]:
+        """Every reply of this stream, in order, until ``close()``."""
+        ticker = asyncio.create_task(self._tick()) if self._interval > 0 else None
+        try:
+            while not self._closed:
+                self._wakeup.clear()
+                while self._s.control:
+                    yield self._stamp(self._s.control.popleft())
+                async for reply in self._pump():
+                    yield reply
+                self._answer_progress_request()
+                if not self._s.control and not self._closed:
+                    await self._wakeup.wait()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            self.close()
+
+    def _stamp(self, reply: WatchReply) -> WatchReply:
+        """Keep header.revision monotonic on the stream."""
+        if reply.revision < self._s.last_header:
+            reply = reply.with_revision(self._s.last_header)
+        self._s.last_header = reply.revision
+        return reply
+
+    async def _pump(self) -> AsyncIterator[WatchReply]:
+        """Bring every watcher up to the committed revision."""
+        for watcher in list(self._s.watchers.values()):
+            while not self._closed and self._s.watchers.get(watcher.id) is watcher:
+                current = self._source.revision
+                if watcher.next_rev > current:
+                    break
+                compact = self._source.compact_revision
+                if watcher.next_rev < compact:
+                    del self._s.watchers[watcher.id]
+                    yield self._stamp(
+                        WatchReply(watcher.id, current, canceled=True, compact_revision=compact)
+                    )
+                    break
+                reply = await self._catch_up(watcher, current, compact)
+                if reply is not None:
+                    yield self._stamp(reply)
+
+    async def _catch_up(self, watcher: _Watcher, current: int, compact: int) -> WatchReply | None:
+        last = min(current, watcher.next_rev + MAX_REVS_PER_REPLY - 1)
+        events = await self._hub.events(watcher.key, watcher.end, watcher.next_rev, last)
+        watcher.next_rev = last + 1
+        events = [_for_watcher(e, watcher, compact) for e in events if watcher.keep(e)]
+        if not events:
+            return None
+        watcher.active_since_tick = True
+        return WatchReply(watcher.id, last, events=events)
+
+    def _synced(self, current: int) -> bool:
+        return all(w.next_rev > current for w in self._s.watchers.values())
+
+    def _answer_progress_request(self) -> None:
+        if not self._s.progress_wanted:
+            return
+        if not self._s.watchers:
+            self._s.progress_wanted = False
+            return
+        current = self._source.revision
+        if self._synced(current):
+            self._s.progress_wanted = False
+            self._s.control.append(WatchReply(-1, current))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            current = self._source.revision
+            for w in self._s.watchers.values():
+                if w.progress_notify and not w.active_since_tick and w.next_rev == current + 1:
+                    self._s.control.append(WatchReply(w.id, current))
+                w.active_since_tick = False
+            self.wake()
+
+
+def _for_watcher(event: Event, watcher: _Watcher, compact: int) -> Event:
+    """etcd attaches prev_kv only when asked, never to a create, and not once compacted away."""
+    is_create = event.type == EventType.PUT and event.kv.create_revision == event.kv.mod_revision
+    keep_prev = watcher.prev_kv and not is_create and event.kv.mod_revision - 1 >= compact
+    if keep_prev == (event.prev_kv is not None):
+        return event
+    return Event(event.type, event.kv, event.prev_kv if keep_prev else None)
