@@ -10,6 +10,8 @@ Hierarchy::
         CompactedError, FutureRevisionError
       LeaseError
         LeaseNotFoundError     (NOT_FOUND)
+        LeaseExistsError       (FAILED_PRECONDITION)
+        LeaseTTLTooLargeError  (OUT_OF_RANGE)
       UnavailableError         (UNAVAILABLE)
         BackendUnavailableError, ServerStoppedError
       RevisionConflictError    another writer advanced the log; never leaves the store
@@ -76,6 +78,14 @@ class LeaseError(KineError):
 
 
 class LeaseNotFoundError(LeaseError):
+    pass
+
+
+class LeaseExistsError(LeaseError):
+    pass
+
+
+class LeaseTTLTooLargeError(LeaseError):
     pass
 
 

@@ -201,6 +201,42 @@ class WatchReply:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseGrantOp:
+    ttl: int
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeOp:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewOp:
+    id: int
+
+
+LeaseOp: TypeAlias = LeaseGrantOp | LeaseRevokeOp | LeaseRenewOp
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrantResult:
+    id: int
+    ttl: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """LeaseTimeToLive's answer: remaining and granted TTL in seconds, attached keys (sorted)."""
+
+    id: int
+    ttl: int
+    granted_ttl: int
+    keys: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStatus:
     revision: int
     compact_revision: int

@@ -7,7 +7,7 @@ in WAL mode readers see the last commit and never block the writer.
 
 Schema (version 1): ``kv`` holds one row per change of a key, keyed by
 (main, sub) revision, values stored once; ``meta`` holds the current and
-compact revisions and the cluster identity; ``leases`` is reserved for leases;
+compact revisions and the cluster identity; ``leases`` holds each lease's TTL and expiry;
 ``schema_version`` lets a later release migrate.
 """
 
@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from kine_py.backends import Endpoint
 from kine_py.errors import BackendUnavailableError, RevisionConflictError
-from kine_py.mvcc.log import DbSize, Meta, Row
+from kine_py.mvcc.log import DbSize, LeaseRow, Meta, Row
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +56,7 @@ _ROW_COLUMNS = "main, sub, key, value, create_rev, version, lease, deleted"
 _INSERT = f"INSERT INTO kv ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _ROWS_AFTER = f"SELECT {_ROW_COLUMNS} FROM kv WHERE (main, sub) > (?, ?) ORDER BY main, sub LIMIT ?"
 _VALUE = "SELECT value FROM kv WHERE main = ? AND sub = ?"
+_PUT_LEASE = "INSERT OR REPLACE INTO leases (id, ttl, expiry) VALUES (?, ?, ?)"
 
 T = TypeVar("T")
 
@@ -140,8 +141,18 @@ class SQLiteLog:
 
         return await self._on(self._reader, "read", read)
 
-    async def append(self, rows: Sequence[Row], *, expect: int, revision: int) -> None:
+    async def append(
+        self,
+        rows: Sequence[Row],
+        *,
+        expect: int,
+        revision: int,
+        lease_puts: Sequence[LeaseRow] = (),
+        lease_deletes: Sequence[int] = (),
+    ) -> None:
         params = [(r.main, r.sub, r.key, r.value, r.create, r.version, r.lease, int(r.deleted)) for r in rows]
+        lease_params = [(lease.id, lease.ttl, lease.expiry) for lease in lease_puts]
+        lease_ids = [(lease_id,) for lease_id in lease_deletes]
 
         def write() -> None:
             conn = self._w()
@@ -153,12 +164,20 @@ class SQLiteLog:
                 if moved != 1:
                     raise RevisionConflictError(f"log revision is not {expect}")
                 conn.executemany(_INSERT, params)
+                conn.executemany(_PUT_LEASE, lease_params)
+                conn.executemany("DELETE FROM leases WHERE id = ?", lease_ids)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
 
         await self._on(self._writer, "append", write)
+
+    async def leases(self) -> list[LeaseRow]:
+        def read() -> list[LeaseRow]:
+            return [LeaseRow(*row) for row in self._r().execute("SELECT id, ttl, expiry FROM leases")]
+
+        return await self._on(self._reader, "read", read)
 
     async def set_compact(self, revision: int) -> None:
         def write() -> None:

@@ -37,6 +37,15 @@ class Meta:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """A lease as stored: granted TTL in seconds and expiry as Unix time."""
+
+    id: int
+    ttl: int
+    expiry: float
+
+
+@dataclass(frozen=True, slots=True)
 class DbSize:
     total: int
     in_use: int
@@ -62,13 +71,26 @@ class Log(Protocol):
         """Up to ``limit`` rows with (main, sub) > ``after``, in (main, sub) order."""
         ...
 
-    async def append(self, rows: Sequence[Row], *, expect: int, revision: int) -> None:
-        """Durably add ``rows`` and move the log's revision from ``expect`` to ``revision``.
+    async def append(
+        self,
+        rows: Sequence[Row],
+        *,
+        expect: int,
+        revision: int,
+        lease_puts: Sequence[LeaseRow] = (),
+        lease_deletes: Sequence[int] = (),
+    ) -> None:
+        """Durably add ``rows``, upsert and delete leases, and move the log's revision from
+        ``expect`` to ``revision`` (equal when only leases change).
 
         Atomic: all or nothing. Returns only once the commit is durable. Raises
         ``RevisionConflictError`` (writing nothing) if the log's revision is not
         ``expect``, i.e. another process appended first.
         """
+        ...
+
+    async def leases(self) -> list[LeaseRow]:
+        """Every stored lease."""
         ...
 
     async def set_compact(self, revision: int) -> None:

@@ -36,7 +36,9 @@ from kine_py.errors import (
     FutureRevisionError,
     KeyNotFoundError,
     KineError,
+    LeaseExistsError,
     LeaseNotFoundError,
+    LeaseTTLTooLargeError,
     RequestTooLargeError,
     ServerStoppedError,
 )
@@ -47,6 +49,12 @@ from kine_py.model import (
     Event,
     EventType,
     KeyValue,
+    LeaseGrantOp,
+    LeaseGrantResult,
+    LeaseInfo,
+    LeaseOp,
+    LeaseRenewOp,
+    LeaseRevokeOp,
     OpResult,
     PutOp,
     PutResult,
@@ -58,7 +66,8 @@ from kine_py.model import (
 )
 from kine_py.mvcc import ranges
 from kine_py.mvcc.index import Change, KeyIndex
-from kine_py.mvcc.log import Log, Row
+from kine_py.mvcc.lease import MAX_LEASE_TTL, Lease, LeaseIds, Lessor
+from kine_py.mvcc.log import LeaseRow, Log, Row
 from kine_py.mvcc.txn_eval import (
     check_delete,
     check_intervals,
@@ -98,6 +107,8 @@ class _Pending:
     rows: list[Row] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     touched: set[bytes] = field(default_factory=set)
+    lease_puts: list[LeaseRow] = field(default_factory=list)
+    lease_deletes: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -118,11 +129,17 @@ class _Write:
         return self.main if self.sub else self.start
 
 
+_Outcome = OpResult | int | LeaseGrantResult | Exception
+
+# A write job: a KV write, a compaction (its revision), or a lease operation.
+_JobOp = TxnOp | PutOp | DeleteOp | int | LeaseOp
+
+
 @dataclass(slots=True)
 class _Job:
-    op: TxnOp | PutOp | DeleteOp | int
+    op: _JobOp
     physical: bool
-    future: asyncio.Future[OpResult | int]
+    future: asyncio.Future[OpResult | int | LeaseGrantResult]
 
 
 class Store:
@@ -140,7 +157,9 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._deleting: asyncio.Task[None] | None = None
         self._closed = False
-        self.leases: dict[int, object] = {}
+        self.lessor = Lessor()
+        self._expirer: asyncio.Task[None] | None = None
+        self._expiring: dict[int, asyncio.Task[None]] = {}
         self.hub = WatchHub(self)
 
     # ---- lifecycle ----
@@ -151,10 +170,12 @@ class Store:
         self._rev, self._compact = meta.revision, meta.compact
         self._cluster_id, self._member_id = meta.cluster_id, meta.member_id
         await self._load()
+        await self._load_leases()
         self.hub.reset()
         if self._compact > 0:
             self._schedule_delete(self._index.compact(self._compact))
         self._writer = asyncio.create_task(self._run_writer(), name="kine-writer")
+        self._expirer = asyncio.create_task(self._expire_leases(), name="kine-lease-expiry")
         log.info(
             "store ready at revision %d (compacted at %d), %d keys",
             self._rev,
@@ -170,13 +191,23 @@ class Store:
             self._index.release_values({row.key for row in rows})
             cursor = (rows[-1].main, rows[-1].sub)
 
+    async def _load_leases(self) -> None:
+        self.lessor.ids = LeaseIds(self._member_id, int(self.lessor.clock() * 1000))
+        for row in await self._log.leases():
+            self.lessor.put(Lease(row.id, row.ttl, row.expiry))
+        for key in self._index.keys_in(b"\0", b""):
+            change = self._index.get(key, self._rev)
+            if change is not None and change.lease:
+                self.lessor.attach(change.lease, key)
+
     async def close(self) -> None:
         """Stop taking writes, let queued ones fail, wait for background deletes, close the log."""
         self._closed = True
-        if self._writer:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        for task in (self._expirer, self._writer):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -302,10 +333,37 @@ class Store:
         assert isinstance(result, int)
         return result
 
-    async def _submit(self, op: TxnOp | PutOp | DeleteOp | int, physical: bool = False) -> OpResult | int:
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResult:
+        result = await self._submit(LeaseGrantOp(ttl, lease_id))
+        assert isinstance(result, LeaseGrantResult)
+        return result
+
+    async def lease_revoke(self, lease_id: int) -> int:
+        """Revoke the lease and delete its keys in one revision; return the header revision."""
+        result = await self._submit(LeaseRevokeOp(lease_id))
+        assert isinstance(result, int)
+        return result
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """Restart the lease's TTL; return it, or 0 if there is no such (live) lease, as etcd."""
+        result = await self._submit(LeaseRenewOp(lease_id))
+        assert isinstance(result, int)
+        return result
+
+    def lease_info(self, lease_id: int, with_keys: bool) -> LeaseInfo:
+        lease = self.lessor.get(lease_id)
+        if lease is None:
+            raise LeaseNotFoundError()
+        keys = sorted(lease.keys) if with_keys else []
+        return LeaseInfo(lease.id, Lessor.seconds_left(lease, self.lessor.clock()), lease.ttl, keys)
+
+    def lease_ids(self) -> list[int]:
+        return [lease.id for lease in self.lessor.all()]
+
+    async def _submit(self, op: _JobOp, physical: bool = False) -> OpResult | int | LeaseGrantResult:
         if self._closed:
             raise ServerStoppedError()
-        future: asyncio.Future[OpResult | int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[OpResult | int | LeaseGrantResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(op, physical, future))
         return await future
 
@@ -330,14 +388,18 @@ class Store:
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
         pending = _Pending(self._rev, self._rev)
-        done: list[tuple[_Job, OpResult | Exception]] = []
+        done: list[tuple[_Job, _Outcome]] = []
         for job in jobs:
+            if isinstance(job.op, TxnOp | PutOp | DeleteOp):
+                done.append((job, await self._apply(job.op, pending)))
+                continue
+            # Compactions and lease operations each run in a batch of their own.
+            await self._commit(pending, done)
+            pending, done = _Pending(self._rev, self._rev), []
             if isinstance(job.op, int):
-                await self._commit(pending, done)
-                pending, done = _Pending(self._rev, self._rev), []
                 await self._run_compact(job)
             else:
-                done.append((job, await self._apply(job.op, pending)))
+                await self._run_lease(job, job.op)
         await self._commit(pending, done)
 
     async def _apply(self, op: TxnOp | PutOp | DeleteOp, pending: _Pending) -> OpResult | Exception:
@@ -363,10 +425,16 @@ class Store:
             pending.touched |= w.keys
         return result
 
-    async def _commit(self, pending: _Pending, done: list[tuple[_Job, OpResult | Exception]]) -> None:
-        if pending.rows:
+    async def _commit(self, pending: _Pending, done: list[tuple[_Job, _Outcome]]) -> None:
+        if pending.rows or pending.lease_puts or pending.lease_deletes:
             try:
-                await self._log.append(pending.rows, expect=pending.base, revision=pending.revision)
+                await self._log.append(
+                    pending.rows,
+                    expect=pending.base,
+                    revision=pending.revision,
+                    lease_puts=pending.lease_puts,
+                    lease_deletes=pending.lease_deletes,
+                )
             except Exception as exc:
                 self._index.rollback(pending.touched, pending.base)
                 if not isinstance(exc, KineError):
@@ -376,6 +444,11 @@ class Store:
                 return
             self._rev = pending.revision
             self._index.release_values(pending.touched)
+            for row in pending.lease_puts:
+                self.lessor.put(Lease(row.id, row.ttl, row.expiry))
+            for lease_id in pending.lease_deletes:
+                self.lessor.remove(lease_id)
+            self.lessor.follow(pending.events)
             self.hub.publish(pending.events, pending.revision)
         for job, result in done:
             if not job.future.done():
@@ -408,7 +481,7 @@ class Store:
         pending.events.append(event)
 
     def _put(self, op: PutOp, w: _Write, pending: _Pending, *, standalone: bool = False) -> PutResult:
-        if standalone and op.lease and op.lease not in self.leases:
+        if standalone and op.lease and op.lease not in self.lessor:
             raise LeaseNotFoundError()  # a plain Put checks the lease before the key
         prev = self._index.get(op.key, w.read_rev)
         if (op.ignore_value or op.ignore_lease) and prev is None:
@@ -461,7 +534,7 @@ class Store:
                     request.key, at
                 ) is None:
                     raise KeyNotFoundError()
-                if request.lease and request.lease not in self.leases:
+                if request.lease and request.lease not in self.lessor:
                     raise LeaseNotFoundError()
 
     def _check_ranges(self, op: TxnOp, decision: _Decision, at: int) -> None:
@@ -495,6 +568,67 @@ class Store:
                 responses.append(await self._exec_txn(request, next(children), w, 0, pending))
         revision = w.read_rev if top is None else top
         return TxnResult(revision, decision.succeeded, responses)
+
+    # ---- leases (writer only) ----
+
+    async def _run_lease(self, job: _Job, op: LeaseOp) -> None:
+        pending = _Pending(self._rev, self._rev)
+        try:
+            result = self._apply_lease(op, pending)
+        except KineError as exc:
+            _fail([job], exc)
+            return
+        await self._commit(pending, [(job, result)])
+
+    def _apply_lease(self, op: LeaseOp, pending: _Pending) -> int | LeaseGrantResult:
+        now = self.lessor.clock()
+        if isinstance(op, LeaseGrantOp):
+            lease_id = op.id
+            while lease_id == 0 or lease_id in self.lessor:
+                if op.id:
+                    raise LeaseExistsError()
+                lease_id = self.lessor.ids.next()
+            if op.ttl > MAX_LEASE_TTL:
+                raise LeaseTTLTooLargeError()
+            ttl = Lessor.granted_ttl(op.ttl)
+            pending.lease_puts.append(LeaseRow(lease_id, ttl, now + ttl))
+            return LeaseGrantResult(lease_id, ttl, self._rev)
+        lease = self.lessor.get(op.id)
+        if isinstance(op, LeaseRenewOp):
+            if lease is None or lease.expiry <= now:
+                return 0
+            pending.lease_puts.append(LeaseRow(lease.id, lease.ttl, now + lease.ttl))
+            return lease.ttl
+        if lease is None:
+            raise LeaseNotFoundError()
+        w = _Write(pending.revision)
+        for key in sorted(lease.keys):
+            prev = self._index.get(key, w.read_rev)
+            if prev is not None:
+                self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), prev, w, pending)
+        if w.sub:
+            pending.revision = w.main
+            pending.touched |= w.keys
+        pending.lease_deletes.append(lease.id)
+        return pending.revision
+
+    async def _expire_leases(self) -> None:
+        """Revoke expired leases, each in its own revision, as etcd's lessor does."""
+        while True:
+            await asyncio.sleep(0.5)
+            for lease_id in self.lessor.expired():
+                if lease_id not in self._expiring:
+                    self._expiring[lease_id] = asyncio.create_task(self._expire(lease_id))
+
+    async def _expire(self, lease_id: int) -> None:
+        try:
+            await self.lease_revoke(lease_id)
+        except LeaseNotFoundError:
+            pass
+        except Exception:
+            log.exception("revoking expired lease %x failed; retrying", lease_id)
+        finally:
+            self._expiring.pop(lease_id, None)
 
     # ---- compaction ----
 

@@ -10,8 +10,9 @@ from kine_py.mvcc.store import Store
 from kine_py.server.health import HealthService
 from kine_py.server.identity import Identity
 from kine_py.server.kv import KVService
+from kine_py.server.lease import LeaseService
 from kine_py.server.maintenance import ClusterService, MaintenanceService
-from kine_py.server.unimplemented import AuthService, LeaseService, concrete
+from kine_py.server.unimplemented import AuthService, concrete
 from kine_py.server.watch import WatchService
 
 # etcd's server settings (server/embed/config.go, etcdserver/api/v3rpc/grpc.go).
@@ -52,7 +53,7 @@ def build_server(
         store, identity, progress_interval=progress_interval, max_request_bytes=max_request_bytes
     )
     rpc_pb2_grpc.add_WatchServicer_to_server(watch, server)
-    rpc_pb2_grpc.add_LeaseServicer_to_server(concrete(LeaseService)(), server)
+    rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(store, identity), server)
     rpc_pb2_grpc.add_AuthServicer_to_server(concrete(AuthService)(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     return server, health

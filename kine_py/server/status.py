@@ -32,6 +32,8 @@ _TABLE: dict[type[errors.KineError], tuple[grpc.StatusCode, str]] = {
     errors.RequestTooLargeError: (C.INVALID_ARGUMENT, "etcdserver: request is too large"),
     errors.InvalidSortOptionError: (C.INVALID_ARGUMENT, "etcdserver: invalid sort option"),
     errors.LeaseNotFoundError: (C.NOT_FOUND, "etcdserver: requested lease not found"),
+    errors.LeaseExistsError: (C.FAILED_PRECONDITION, "etcdserver: lease already exists"),
+    errors.LeaseTTLTooLargeError: (C.OUT_OF_RANGE, "etcdserver: too large lease TTL"),
     errors.ServerStoppedError: (C.UNAVAILABLE, "etcdserver: server stopped"),
     errors.UnavailableError: (C.UNAVAILABLE, ""),
     errors.UnsupportedError: (C.UNIMPLEMENTED, ""),

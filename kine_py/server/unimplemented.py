@@ -45,11 +45,6 @@ def _methods_of(servicer: type) -> list[str]:
     return [name for name in vars(servicer) if not name.startswith("_")]
 
 
-@unimplemented("Lease", _methods_of(rpc_pb2_grpc.LeaseServicer))
-class LeaseService(rpc_pb2_grpc.LeaseServicer):
-    """Leases are not served yet; a Put naming a lease gets etcd's 'lease not found'."""
-
-
 @unimplemented("Auth", _methods_of(rpc_pb2_grpc.AuthServicer))
 class AuthService(rpc_pb2_grpc.AuthServicer):
     """Authentication is not supported; listen on loopback or a unix socket."""
