@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,7 +101,8 @@ class WatchHub:
         lo = bisect.bisect_left(self._revs, first)
         hi = bisect.bisect_right(self._revs, last)
         matches = _matcher(key, end)
-        return [e for e in itertools.islice(self._ring, lo, hi) if matches(e.kv.key)]
+        ring = self._ring  # indexing a deque walks from its nearer end: cheap near the live edge
+        return [ring[i] for i in range(lo, hi) if matches(ring[i].kv.key)]
 
     def attach(self, session: WatchSession) -> None:
         self._sessions.add(session)
