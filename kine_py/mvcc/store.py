@@ -583,13 +583,13 @@ class Store:
     def _apply_lease(self, op: LeaseOp, pending: _Pending) -> int | LeaseGrantResult:
         now = self.lessor.clock()
         if isinstance(op, LeaseGrantOp):
+            if op.ttl > MAX_LEASE_TTL:
+                raise LeaseTTLTooLargeError()
             lease_id = op.id
             while lease_id == 0 or lease_id in self.lessor:
                 if op.id:
                     raise LeaseExistsError()
                 lease_id = self.lessor.ids.next()
-            if op.ttl > MAX_LEASE_TTL:
-                raise LeaseTTLTooLargeError()
             ttl = Lessor.granted_ttl(op.ttl)
             pending.lease_puts.append(LeaseRow(lease_id, ttl, now + ttl))
             return LeaseGrantResult(lease_id, ttl, self._rev)

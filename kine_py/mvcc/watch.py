@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kine_py.errors import CompactedError
 from kine_py.model import Event, EventType, WatchCreate, WatchReply
 
 # At most this many revisions of events in one reply (etcd's watchBatchMaxRevs).
@@ -256,20 +257,24 @@ class WatchSession:
         return reply
 
     async def _pump(self) -> AsyncIterator[WatchReply]:
-        """Bring every watcher up to the committed revision."""
+        """Bring every watcher up to the committed revision; cancel those compacted past."""
         for watcher in list(self._s.watchers.values()):
             while not self._closed and self._s.watchers.get(watcher.id) is watcher:
                 current = self._source.revision
                 if watcher.next_rev > current:
                     break
                 compact = self._source.compact_revision
-                if watcher.next_rev < compact:
+                try:
+                    if watcher.next_rev < compact:
+                        raise CompactedError()
+                    reply = await self._catch_up(watcher, current, compact)
+                except CompactedError:  # before its position, or while we read its history
                     del self._s.watchers[watcher.id]
+                    compact = self._source.compact_revision
                     yield self._stamp(
                         WatchReply(watcher.id, current, canceled=True, compact_revision=compact)
                     )
                     break
-                reply = await self._catch_up(watcher, current, compact)
                 if reply is not None:
                     yield self._stamp(reply)
 
