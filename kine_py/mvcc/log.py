@@ -28,12 +28,14 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Meta:
-    """What the log knows besides rows. ``compact`` is -1 for a store never compacted (etcd's value)."""
+    """What the log knows besides rows. ``compact`` is -1 for a store never compacted (etcd's value);
+    ``lease_version`` moves whenever a lease is granted, renewed or revoked."""
 
     revision: int
     compact: int
     cluster_id: int
     member_id: int
+    lease_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

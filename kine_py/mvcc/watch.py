@@ -25,7 +25,8 @@ before every event up to R.
 
 Per stream, replies go out in the order the loop produces them; a watcher's
 ``created`` reply is queued before the watcher can produce events, and
-``header.revision`` never goes backwards on a stream.
+``header.revision`` never goes backwards on a stream — except that, as in etcd,
+the reply cancelling a compacted watcher carries no revision (0).
 """
 
 from __future__ import annotations
@@ -271,9 +272,8 @@ class WatchSession:
                 except CompactedError:  # before its position, or while we read its history
                     del self._s.watchers[watcher.id]
                     compact = self._source.compact_revision
-                    yield self._stamp(
-                        WatchReply(watcher.id, current, canceled=True, compact_revision=compact)
-                    )
+                    # etcd sends this one with no revision (0): not stamped.
+                    yield WatchReply(watcher.id, 0, canceled=True, compact_revision=compact)
                     break
                 if reply is not None:
                     yield self._stamp(reply)

@@ -1,0 +1,268 @@
+"""``Log`` on a SQL database through a synchronous DB-API driver (sqlite3, psycopg, PyMySQL).
+
+Threads: one writer thread owns the connection that writes (so the event loop
+never waits on a commit's fsync), a few reader threads each own a connection
+for reads. A driver error closes that thread's connection (the next call
+reconnects) and becomes ``BackendUnavailableError`` with the statement's name.
+
+Appends are a compare-and-swap on the meta row (``move_revision``): it takes
+the row's write lock, so concurrent writers — other kine-py processes on a
+shared database — are serialised, and a writer that finds the revision moved
+writes nothing and raises ``RevisionConflictError``. If the connection is lost
+during COMMIT the outcome is unknown: the log reconnects and reads back whether
+its rows are there before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kine_py.errors import BackendUnavailableError, CompactedError, FutureRevisionError, RevisionConflictError
+from kine_py.mvcc.log import DbSize, LeaseRow, Meta, Row
+from kine_py.sqllog.dialect import Dialect
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Connect = Callable[[], Any]
+SCHEMA_VERSION = 1
+
+
+class _Conn(threading.local):
+    conn: Any = None
+
+
+class SqlLog:
+    """A ``Log`` for one database. ``connect`` opens a DB-API connection in autocommit mode."""
+
+    def __init__(self, dialect: Dialect, connect: Connect, *, target: str, readers: int = 2) -> None:
+        self.dialect = dialect
+        self.target = target  # for messages: a path or a redacted DSN
+        self._connect = connect
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{dialect.name}-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix=f"{dialect.name}-reader")
+        self._local = _Conn()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self.member_id = random.getrandbits(63)
+
+    # ---- plumbing ----
+
+    def _conn(self) -> Any:
+        if self._local.conn is None:
+            conn = self._connect()
+            cur = conn.cursor()
+            for statement in self.dialect.session_setup:
+                cur.execute(statement)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return self._local.conn
+
+    def _drop(self) -> None:
+        conn, self._local.conn = self._local.conn, None
+        if conn is not None:
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    async def _run(self, executor: ThreadPoolExecutor, what: str, fn: Callable[[Any], T]) -> T:
+        def call() -> T:
+            try:
+                return fn(self._conn())
+            except self.dialect.driver_errors:
+                self._drop()
+                raise
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        except self.dialect.driver_errors as exc:
+            raise BackendUnavailableError(
+                f"kine-py: {self.dialect.name} {what} on {self.target} failed: {exc}".strip()
+            ) from exc
+
+    def _q(self, name: str) -> str:
+        return self.dialect.sql(name)
+
+    def _begin(self, cur: Any) -> None:
+        cur.execute(self.dialect.begin)
+
+    # ---- Log ----
+
+    async def start(self) -> Meta:
+        return await self._run(self._writer, "schema setup", self._start)
+
+    def _start(self, conn: Any) -> Meta:
+        cur = conn.cursor()
+        self._begin(cur)
+        try:
+            for statement in self.dialect.schema:
+                cur.execute(statement)
+            cur.execute(self._q("schema_version"))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(self._q("insert_schema_version"), (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(f"schema version {row[0]} is newer than this kine-py ({SCHEMA_VERSION})")
+            cur.execute(self._q("meta"))
+            if cur.fetchone() is None:
+                cur.execute(self._q("insert_meta"), (1, -1, random.getrandbits(63), random.getrandbits(63)))
+            cur.execute(self._q("meta"))
+            meta = cur.fetchone()
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        member = meta[3] if not self.dialect.shared else self.member_id
+        return Meta(meta[0], meta[1], meta[2], member, meta[4])
+
+    async def meta(self) -> Meta:
+        def read(conn: Any) -> Meta:
+            cur = conn.cursor()
+            cur.execute(self._q("meta"))
+            revision, compact, cluster, member, leases = cur.fetchone()
+            return Meta(revision, compact, cluster, member, leases)
+
+        return await self._run(self._readers, "meta read", read)
+
+    async def rows_after(self, after: tuple[int, int], limit: int) -> list[Row]:
+        def read(conn: Any) -> list[Row]:
+            cur = conn.cursor()
+            cur.execute(self._q("rows_after"), (after[0], after[0], after[1], limit))
+            return [
+                Row(m, s, bytes(k), bytes(v), c, ver, lease, bool(d)) for m, s, k, v, c, ver, lease, d in cur
+            ]
+
+        return await self._run(self._readers, "rows_after", read)
+
+    async def append(
+        self,
+        rows: Sequence[Row],
+        *,
+        expect: int,
+        revision: int,
+        lease_puts: Sequence[LeaseRow] = (),
+        lease_deletes: Sequence[int] = (),
+    ) -> None:
+        params = [(r.main, r.sub, r.key, r.value, r.create, r.version, r.lease, int(r.deleted)) for r in rows]
+        leases = [(lease.id, lease.ttl, lease.expiry) for lease in lease_puts]
+        gone = [(lease_id,) for lease_id in lease_deletes]
+        committing = threading.Event()
+
+        def write(conn: Any) -> None:
+            cur = conn.cursor()
+            self._begin(cur)
+            try:
+                cur.execute(self._q("move_revision"), (revision, expect))
+                if cur.rowcount != 1:
+                    raise RevisionConflictError(f"log revision is not {expect}")
+                if params:
+                    cur.executemany(self._q("insert_row"), params)
+                if leases or gone:
+                    self._write_leases(cur, leases, gone)
+                if self.dialect.notify:
+                    cur.execute(self.dialect.notify, (str(revision),))
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            committing.set()
+            cur.execute("COMMIT")
+
+        try:
+            await self._run(self._writer, "append", write)
+        except BackendUnavailableError:
+            if not committing.is_set():
+                raise
+            await self._resolve(rows, revision)
+
+    def _write_leases(self, cur: Any, leases: list[tuple[int, int, float]], gone: list[tuple[int]]) -> None:
+        if leases:
+            cur.executemany(self._q("put_lease"), leases)
+        if gone:
+            cur.executemany(self._q("delete_lease"), gone)
+        cur.execute(self._q("bump_leases"))
+
+    async def _resolve(self, rows: Sequence[Row], revision: int) -> None:
+        """The connection died during COMMIT: find out from the database whether it committed."""
+        log.warning("commit outcome unknown for revision %d on %s; checking", revision, self.target)
+        meta = await self.meta()
+        if meta.revision >= revision and rows:
+            found = await self.values([(r.main, r.sub) for r in rows])
+            if all(found.get((r.main, r.sub)) == r.value for r in rows):
+                log.warning("revision %d did commit", revision)
+                return
+        raise BackendUnavailableError(
+            f"kine-py: {self.dialect.name} connection lost during commit on {self.target}; "
+            "the write did not commit"
+        )
+
+    async def set_compact(self, revision: int) -> None:
+        def write(conn: Any) -> tuple[int, int] | None:
+            cur = conn.cursor()
+            cur.execute(self._q("set_compact"), (revision, revision, revision))
+            if cur.rowcount == 1:
+                return None
+            cur.execute(self._q("meta"))
+            row = cur.fetchone()
+            return int(row[0]), int(row[1])
+
+        refused = await self._run(self._writer, "compact", write)
+        if refused is not None:
+            current = refused[0]
+            raise FutureRevisionError() if revision > current else CompactedError()
+
+    async def delete_rows(self, revisions: Sequence[tuple[int, int]]) -> None:
+        def write(conn: Any) -> None:
+            cur = conn.cursor()
+            self._begin(cur)
+            try:
+                cur.executemany(self._q("delete_row"), list(revisions))
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+        await self._run(self._writer, "delete compacted rows", write)
+
+    async def values(self, revisions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        def read(conn: Any) -> dict[tuple[int, int], bytes]:
+            cur = conn.cursor()
+            found = {}
+            for rev in set(revisions):
+                cur.execute(self._q("value"), rev)
+                row = cur.fetchone()
+                if row is not None:
+                    found[rev] = bytes(row[0])
+            return found
+
+        return await self._run(self._readers, "value read", read)
+
+    async def leases(self) -> list[LeaseRow]:
+        def read(conn: Any) -> list[LeaseRow]:
+            cur = conn.cursor()
+            cur.execute(self._q("leases"))
+            return [LeaseRow(int(i), int(ttl), float(expiry)) for i, ttl, expiry in cur]
+
+        return await self._run(self._readers, "lease read", read)
+
+    async def size(self) -> DbSize:
+        return DbSize(*await self._run(self._readers, "size", lambda conn: self.dialect.size(conn.cursor())))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._drop)
+        self._writer.shutdown()
+        self._readers.shutdown()
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
