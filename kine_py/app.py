@@ -18,8 +18,15 @@ log = logging.getLogger("kine_py")
 async def serve(config: Config, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then shut down cleanly (in-flight calls get 5 s)."""
     endpoint = backends.Endpoint.parse(config.endpoint)
+    options = backends.BackendOptions(
+        ca_file=config.ca_file,
+        cert_file=config.cert_file,
+        key_file=config.key_file,
+        max_open_connections=config.max_open_connections,
+        poll_interval=config.poll_interval,
+    )
     store = Store(
-        backends.open_log(endpoint),
+        backends.open_log(endpoint, options),
         StoreConfig(max_txn_ops=config.max_txn_ops, max_request_bytes=config.max_request_bytes),
     )
     await store.start()
@@ -59,7 +66,7 @@ def run(config: Config) -> int:
 
     try:
         asyncio.run(main())
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
         log.error("kine-py failed: %s", exc)
         return 1
     return 0

@@ -86,6 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often watches created with progress_notify get a progress notification when "
         "idle, e.g. 5s, 500ms, 1m (KINE_WATCH_PROGRESS_NOTIFY_INTERVAL; default 5s; 0 disables)",
     )
+    db = p.add_argument_group("database backends (postgres://, mysql://)")
+    db.add_argument(
+        "--ca-file",
+        default=_env("CA_FILE", ""),
+        help="CA to verify the database's TLS certificate (KINE_CA_FILE)",
+    )
+    db.add_argument(
+        "--cert-file",
+        default=_env("CERT_FILE", ""),
+        help="client certificate for the database (KINE_CERT_FILE)",
+    )
+    db.add_argument(
+        "--key-file", default=_env("KEY_FILE", ""), help="client key for the database (KINE_KEY_FILE)"
+    )
+    db.add_argument(
+        "--datastore-max-open-connections",
+        type=int,
+        default=int(_env("DATASTORE_MAX_OPEN_CONNECTIONS", "4")),
+        help="database connections per process: one writes, the rest read "
+        "(KINE_DATASTORE_MAX_OPEN_CONNECTIONS; default 4, at least 2)",
+    )
+    db.add_argument(
+        "--poll-interval",
+        type=_duration,
+        default=_duration(_env("POLL_INTERVAL", "100ms")),
+        help="how often to check the database for other processes' writes (KINE_POLL_INTERVAL; "
+        "default 100ms; PostgreSQL is also notified at once by LISTEN/NOTIFY)",
+    )
     p.add_argument("--version", action="version", version=f"kine-py {__version__}")
     return p
 
@@ -102,6 +130,11 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         max_txn_ops=args.max_txn_ops,
         max_request_bytes=args.max_request_bytes,
         watch_progress_notify_interval=args.watch_progress_notify_interval,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        max_open_connections=max(2, args.datastore_max_open_connections),
+        poll_interval=args.poll_interval,
     )
 
 

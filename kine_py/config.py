@@ -21,6 +21,11 @@ class Config:
     max_txn_ops: int = 128
     max_request_bytes: int = 1536 * 1024
     watch_progress_notify_interval: float = 5.0
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    max_open_connections: int = 4
+    poll_interval: float = 0.1
 
 
 def grpc_address(listen: str) -> tuple[str, str]:

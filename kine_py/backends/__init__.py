@@ -17,7 +17,22 @@ from kine_py.mvcc.log import Log
 
 _REGISTRY: dict[str, str] = {
     "sqlite": "kine_py.backends.sqlite:open_log",
+    "postgres": "kine_py.backends.postgres:open_log",
+    "postgresql": "kine_py.backends.postgres:open_log",
+    "mysql": "kine_py.backends.mysql:open_log",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Settings for database backends (Kine's flag names): TLS files for the database
+    connection, connection limits, and how often to poll for other processes' writes."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    max_open_connections: int = 4
+    poll_interval: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +63,16 @@ def schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_log(endpoint: Endpoint) -> Log:
-    """Build the log for ``endpoint``; ValueError for an unknown scheme."""
+def open_log(endpoint: Endpoint, options: BackendOptions | None = None) -> Log:
+    """Build the log for ``endpoint``; ValueError for an unknown scheme, ImportError (naming
+    the extra to install) when the scheme's driver is missing."""
     target = _REGISTRY.get(endpoint.scheme)
     if target is None:
         raise ValueError(
             f"unsupported endpoint scheme {endpoint.scheme!r}; supported: {', '.join(schemes())}"
         )
     module_name, _, func_name = target.partition(":")
-    factory = cast(Callable[[Endpoint], Log], getattr(importlib.import_module(module_name), func_name))
-    return factory(endpoint)
+    factory = cast(
+        Callable[[Endpoint, BackendOptions], Log], getattr(importlib.import_module(module_name), func_name)
+    )
+    return factory(endpoint, options or BackendOptions())

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from kine_py.backends import Endpoint
+from kine_py.backends import BackendOptions, Endpoint
 from kine_py.sqllog.dialect import COMMON, Dialect
 from kine_py.sqllog.log import SqlLog
 
@@ -65,7 +65,7 @@ DIALECT = Dialect(
 )
 
 
-def open_log(endpoint: Endpoint) -> SqlLog:
+def open_log(endpoint: Endpoint, options: BackendOptions) -> SqlLog:
     path = Path(endpoint.rest or "./db/state.db")
     path.parent.mkdir(parents=True, exist_ok=True)
 

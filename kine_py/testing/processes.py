@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 
 from kine_py._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from kine_py.testing.databases import endpoint_for
 
 
 def free_port() -> int:
@@ -112,8 +113,11 @@ class ServerProcess:
         self.stop()
 
 
-def kine_process(data_dir: Path, *extra_args: str, port: int | None = None) -> ServerProcess:
-    """kine-py on SQLite at ``data_dir/state.db`` (``python -m kine_py``, not started yet)."""
+def kine_process(
+    data_dir: Path, *extra_args: str, port: int | None = None, endpoint: str | None = None
+) -> ServerProcess:
+    """kine-py (``python -m kine_py``, not started yet) with its data in ``data_dir``: a SQLite
+    file there, or the database ``KINE_TEST_BACKEND`` names for that directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [
@@ -123,10 +127,10 @@ def kine_process(data_dir: Path, *extra_args: str, port: int | None = None) -> S
         "--listen-address",
         f"127.0.0.1:{port}",
         "--endpoint",
-        f"sqlite://{data_dir / 'state.db'}",
+        endpoint or endpoint_for(data_dir),
         *extra_args,
     ]
-    return ServerProcess(cmd, port, data_dir / "kine.log")
+    return ServerProcess(cmd, port, data_dir / f"kine-{port}.log")
 
 
 def etcd_process(data_dir: Path, *extra_args: str) -> ServerProcess:

@@ -100,7 +100,7 @@ def start_etcd(data_dir: Path) -> ServerProcess:
 
 
 @pytest.mark.etcd_reference
-@pytest.mark.sqlite
+@pytest.mark.kine
 @pytest.mark.parametrize("seed", SELF_CHECK_SEEDS)
 def test_self_check_etcd_vs_etcd(seed: int, etcd: ServerProcess, tmp_path: Path):
     """Two fresh etcds agree on everything: the harness and the generator are deterministic."""
@@ -114,7 +114,7 @@ def test_self_check_etcd_vs_etcd(seed: int, etcd: ServerProcess, tmp_path: Path)
 
 
 @pytest.mark.etcd_reference
-@pytest.mark.sqlite
+@pytest.mark.kine
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", seeds_from_env())
 def test_differential_kine_vs_etcd(seed: int, etcd: ServerProcess, kine: ServerProcess):

@@ -24,7 +24,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Which server a parametrized test runs against, with the marker that selects it.
 SERVER_PARAMS = [
-    pytest.param("kine", marks=pytest.mark.sqlite, id="kine"),
+    pytest.param("kine", marks=pytest.mark.kine, id="kine"),
     pytest.param("etcd", marks=pytest.mark.etcd_reference, id="etcd"),
 ]
 

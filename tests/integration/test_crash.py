@@ -25,7 +25,7 @@ from kine_py.testing.processes import ServerProcess
 
 from .conftest import SERVER_PARAMS, Client, connect, require_etcd
 
-pytestmark = [pytest.mark.sqlite, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kine, pytest.mark.slow, pytest.mark.timeout(300)]
 
 WRITERS = 8
 LOAD_SECONDS = 2.5

@@ -20,7 +20,7 @@ from kine_py.testing.processes import ServerProcess
 
 from .conftest import connect, run_etcdctl
 
-pytestmark = [pytest.mark.sqlite, pytest.mark.etcd_reference]
+pytestmark = [pytest.mark.kine, pytest.mark.etcd_reference]
 
 # Header fields that identify a cluster rather than its data.
 IDENTITY_FIELDS = frozenset({"cluster_id", "member_id", "raft_term"})

@@ -34,7 +34,7 @@ from kine_py.testing.processes import ServerProcess, etcd_bin_dir
 from .conftest import connect, run_etcdctl
 from .test_etcdctl import IDENTITY_LINES, Outcome, error_lines, strip_identity
 
-pytestmark = [pytest.mark.sqlite, pytest.mark.etcd_reference]
+pytestmark = [pytest.mark.kine, pytest.mark.etcd_reference]
 
 FORMATS = ["simple", "json", "fields"]
 

@@ -12,7 +12,7 @@ from kine_py._pb.etcdserverpb import rpc_pb2 as pb
 from kine_py._pb.etcdserverpb import rpc_pb2_grpc as rpc
 from kine_py.testing.processes import kine_process
 
-pytestmark = pytest.mark.sqlite
+pytestmark = pytest.mark.kine
 
 
 def stubs(endpoint: str) -> tuple[rpc.KVStub, rpc.LeaseStub, rpc.WatchStub]:

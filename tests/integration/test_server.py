@@ -14,7 +14,7 @@ from kine_py._pb.etcdserverpb import rpc_pb2_grpc as rpc
 from kine_py._pb.grpc.health.v1 import health_pb2, health_pb2_grpc
 from kine_py.testing.processes import ServerProcess, kine_process
 
-pytestmark = pytest.mark.sqlite
+pytestmark = pytest.mark.kine
 
 
 def kv(server: ServerProcess) -> rpc.KVStub:

@@ -16,7 +16,7 @@ from kine_py._pb.etcdserverpb import rpc_pb2 as pb
 from kine_py._pb.etcdserverpb import rpc_pb2_grpc as rpc
 from kine_py.testing.processes import ServerProcess, kine_process
 
-pytestmark = pytest.mark.sqlite
+pytestmark = pytest.mark.kine
 
 
 class Stream:
