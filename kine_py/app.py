@@ -27,7 +27,11 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     )
     store = Store(
         backends.open_log(endpoint, options),
-        StoreConfig(max_txn_ops=config.max_txn_ops, max_request_bytes=config.max_request_bytes),
+        StoreConfig(
+            max_txn_ops=config.max_txn_ops,
+            max_request_bytes=config.max_request_bytes,
+            poll_interval=config.poll_interval,
+        ),
     )
     await store.start()
     address, client_url = grpc_address(config.listen_address)

@@ -73,6 +73,8 @@ DIALECT = Dialect(
     shared=True,
     paramstyle="format",
     session_setup=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",),
+    # Lock names are server-wide: include the database so that each has its own leader.
+    leader_lock="SELECT GET_LOCK(CONCAT('kine_py_leader_', DATABASE()), 0)",
     driver_errors=(pymysql.err.Error,),
 )
 

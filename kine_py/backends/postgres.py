@@ -26,6 +26,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 CHANNEL = "kine_py"
 # Serialises schema set-up between processes starting at once.
 _SETUP_LOCK = 0x6B696E65
+# Held for its whole life by the one process that expires leases.
+_LEADER_LOCK = 0x6B696E66
 
 SCHEMA = (
     f"SELECT pg_advisory_xact_lock({_SETUP_LOCK})",
@@ -76,6 +78,8 @@ DIALECT = Dialect(
     shared=True,
     paramstyle="format",
     notify=f"SELECT pg_notify('{CHANNEL}', ?)",
+    listen=f"LISTEN {CHANNEL}",
+    leader_lock=f"SELECT pg_try_advisory_lock({_LEADER_LOCK})",
     driver_errors=(psycopg.Error,),
 )
 

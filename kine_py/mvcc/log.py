@@ -7,7 +7,7 @@ revision (main, sub): all changes of one write share ``main``, as in etcd.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,6 +109,24 @@ class Log(Protocol):
 
     async def size(self) -> DbSize:
         """Bytes the database takes on disk, and how many of them hold data."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write the same log (then reads check ``meta``)."""
+        ...
+
+    async def meta(self) -> Meta:
+        """The committed meta, as the database has it now."""
+        ...
+
+    def follow(self, on_change: Callable[[], None], interval: float) -> None:
+        """For a shared log: call ``on_change`` from any thread whenever another process may
+        have written (at once where the database can notify, else by polling)."""
+        ...
+
+    async def try_lead(self) -> bool:
+        """Whether this process is the one (of those sharing the log) that expires leases."""
         ...
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kine_py.errors import (
     BackendUnavailableError,
@@ -40,6 +41,7 @@ from kine_py.errors import (
     LeaseNotFoundError,
     LeaseTTLTooLargeError,
     RequestTooLargeError,
+    RevisionConflictError,
     ServerStoppedError,
 )
 from kine_py.model import (
@@ -67,7 +69,7 @@ from kine_py.model import (
 from kine_py.mvcc import ranges
 from kine_py.mvcc.index import Change, KeyIndex
 from kine_py.mvcc.lease import MAX_LEASE_TTL, Lease, LeaseIds, Lessor
-from kine_py.mvcc.log import LeaseRow, Log, Row
+from kine_py.mvcc.log import LeaseRow, Log, Meta, Row
 from kine_py.mvcc.txn_eval import (
     check_delete,
     check_intervals,
@@ -88,6 +90,7 @@ class StoreConfig:
     max_batch: int = 1000
     load_chunk: int = 10_000
     delete_chunk: int = 1_000
+    poll_interval: float = 0.1
 
 
 @dataclass(slots=True)
@@ -129,10 +132,15 @@ class _Write:
         return self.main if self.sub else self.start
 
 
+@dataclass(frozen=True, slots=True)
+class _CatchUp:
+    """A writer job: bring the index up to the log, which another process moved."""
+
+
 _Outcome = OpResult | int | LeaseGrantResult | Exception
 
 # A write job: a KV write, a compaction (its revision), or a lease operation.
-_JobOp = TxnOp | PutOp | DeleteOp | int | LeaseOp
+_JobOp = TxnOp | PutOp | DeleteOp | int | LeaseOp | _CatchUp
 
 
 @dataclass(slots=True)
@@ -158,6 +166,8 @@ class Store:
         self._deleting: asyncio.Task[None] | None = None
         self._closed = False
         self.lessor = Lessor()
+        self._lease_version = 0
+        self._catch_up_queued = False
         self._expirer: asyncio.Task[None] | None = None
         self._expiring: dict[int, asyncio.Task[None]] = {}
         self.hub = WatchHub(self)
@@ -169,6 +179,7 @@ class Store:
         meta = await self._log.start()
         self._rev, self._compact = meta.revision, meta.compact
         self._cluster_id, self._member_id = meta.cluster_id, meta.member_id
+        self._lease_version = meta.lease_version
         await self._load()
         await self._load_leases()
         self.hub.reset()
@@ -176,6 +187,13 @@ class Store:
             self._schedule_delete(self._index.compact(self._compact))
         self._writer = asyncio.create_task(self._run_writer(), name="kine-writer")
         self._expirer = asyncio.create_task(self._expire_leases(), name="kine-lease-expiry")
+        if self._log.shared:
+            loop = asyncio.get_running_loop()
+
+            def changed() -> None:  # called from the log's follower thread
+                loop.call_soon_threadsafe(self._remote_changed)
+
+            self._log.follow(changed, self._cfg.poll_interval)
         log.info(
             "store ready at revision %d (compacted at %d), %d keys",
             self._rev,
@@ -184,12 +202,17 @@ class Store:
         )
 
     async def _load(self) -> None:
+        """Build the index from the log, up to the revision read from meta (later rows, from
+        other processes, are taken in by the next catch-up)."""
         cursor = (0, 0)
-        while rows := await self._log.rows_after(cursor, self._cfg.load_chunk):
+        while batch := await self._log.rows_after(cursor, self._cfg.load_chunk):
+            rows = [row for row in batch if row.main <= self._rev]
             for row in rows:
                 self._index.add(row.key, _change(row))
             self._index.release_values({row.key for row in rows})
-            cursor = (rows[-1].main, rows[-1].sub)
+            if len(rows) < len(batch):
+                break
+            cursor = (batch[-1].main, batch[-1].sub)
 
     async def _load_leases(self) -> None:
         self.lessor.ids = LeaseIds(self._member_id, int(self.lessor.clock() * 1000))
@@ -230,6 +253,8 @@ class Store:
 
     async def range(self, op: RangeOp) -> RangeResult:
         ranges.check_range(op)
+        if not op.serializable:
+            await self._sync()
         current = self._rev
         at = op.revision
         if at > current:
@@ -305,6 +330,8 @@ class Store:
         """``request_size``: the encoded request's size, checked after the other checks as etcd does."""
         check_put(op)
         self._check_size(request_size)
+        if op.lease:
+            await self._sync()  # the lease may have been granted through another process
         result = await self._submit(op)
         assert isinstance(result, PutResult)
         return result
@@ -323,6 +350,7 @@ class Store:
         if is_read_only(op):
             return await self._read_txn(op)
         self._check_size(request_size)
+        await self._sync()  # a lease it names may have been granted through another process
         result = await self._submit(op)
         assert isinstance(result, TxnResult)
         return result
@@ -350,14 +378,16 @@ class Store:
         assert isinstance(result, int)
         return result
 
-    def lease_info(self, lease_id: int, with_keys: bool) -> LeaseInfo:
+    async def lease_info(self, lease_id: int, with_keys: bool) -> LeaseInfo:
+        await self._sync()
         lease = self.lessor.get(lease_id)
         if lease is None:
             raise LeaseNotFoundError()
         keys = sorted(lease.keys) if with_keys else []
         return LeaseInfo(lease.id, Lessor.seconds_left(lease, self.lessor.clock()), lease.ttl, keys)
 
-    def lease_ids(self) -> list[int]:
+    async def lease_ids(self) -> list[int]:
+        await self._sync()
         return [lease.id for lease in self.lessor.all()]
 
     async def _submit(self, op: _JobOp, physical: bool = False) -> OpResult | int | LeaseGrantResult:
@@ -368,6 +398,7 @@ class Store:
         return await future
 
     async def _read_txn(self, op: TxnOp) -> TxnResult:
+        await self._sync()
         current = self._rev
         decision = self._decide(op, current)
         self._check_ranges(op, decision, current)
@@ -381,10 +412,21 @@ class Store:
             while len(jobs) < self._cfg.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             try:
-                await self._run_batch(jobs)
-            except Exception as exc:  # a bug: fail the batch, keep serving
-                log.exception("writer failed")
+                await self._run_until_committed(jobs)
+            except Exception as exc:  # the database, or a bug: fail the batch, keep serving
+                if not isinstance(exc, KineError):
+                    log.exception("writer failed")
                 _fail(jobs, exc)
+
+    async def _run_until_committed(self, jobs: list[_Job]) -> None:
+        """Run the batch; when another process appended first, follow it and run again."""
+        while True:
+            try:
+                await self._run_batch(jobs)
+                return
+            except RevisionConflictError:
+                await self._catch_up()
+                jobs = [job for job in jobs if not job.future.done()]
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
         pending = _Pending(self._rev, self._rev)
@@ -395,11 +437,15 @@ class Store:
                 continue
             # Compactions and lease operations each run in a batch of their own.
             await self._commit(pending, done)
-            pending, done = _Pending(self._rev, self._rev), []
             if isinstance(job.op, int):
                 await self._run_compact(job)
+            elif isinstance(job.op, _CatchUp):
+                await self._catch_up()
+                job.future.set_result(self._rev)
             else:
                 await self._run_lease(job, job.op)
+            # Only now: the solo job may have moved the committed revision.
+            pending, done = _Pending(self._rev, self._rev), []
         await self._commit(pending, done)
 
     async def _apply(self, op: TxnOp | PutOp | DeleteOp, pending: _Pending) -> OpResult | Exception:
@@ -435,6 +481,9 @@ class Store:
                     lease_puts=pending.lease_puts,
                     lease_deletes=pending.lease_deletes,
                 )
+            except RevisionConflictError:
+                self._index.rollback(pending.touched, pending.base)
+                raise
             except Exception as exc:
                 self._index.rollback(pending.touched, pending.base)
                 if not isinstance(exc, KineError):
@@ -448,6 +497,8 @@ class Store:
                 self.lessor.put(Lease(row.id, row.ttl, row.expiry))
             for lease_id in pending.lease_deletes:
                 self.lessor.remove(lease_id)
+            if pending.lease_puts or pending.lease_deletes:
+                self._lease_version += 1
             self.lessor.follow(pending.events)
             self.hub.publish(pending.events, pending.revision)
         for job, result in done:
@@ -569,6 +620,84 @@ class Store:
         revision = w.read_rev if top is None else top
         return TxnResult(revision, decision.succeeded, responses)
 
+    # ---- following other processes on a shared log ----
+
+    async def _sync(self) -> None:
+        """Before a linearizable read on a shared log: take in every write committed so far."""
+        if not self._log.shared:
+            return
+        meta = await self._log.meta()
+        if meta.revision > self._rev or meta.lease_version != self._lease_version:
+            await self._submit(_CatchUp())
+
+    def _remote_changed(self) -> None:
+        """From the log's follower: the database may be ahead; queue one catch-up."""
+        if self._closed or self._catch_up_queued:
+            return
+        self._catch_up_queued = True
+        future: asyncio.Future[OpResult | int | LeaseGrantResult] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_ignore_outcome)
+        self._queue.put_nowait(_Job(_CatchUp(), False, future))
+
+    async def _catch_up(self) -> None:
+        """Writer only: apply what other processes committed (rows, compaction, leases)."""
+        self._catch_up_queued = False
+        meta = await self._log.meta()
+        if meta.compact > self._rev:
+            await self._reload(meta)  # what we missed is compacted away: start from the log
+            return
+        found: list[tuple[bytes, Change, Change | None]] = []
+        cursor = (self._rev, 1 << 62)
+        while cursor[0] < meta.revision:
+            rows = await self._log.rows_after(cursor, self._cfg.load_chunk)
+            if not rows:
+                break
+            for row in rows:
+                if row.main > meta.revision:
+                    break
+                prev = self._index.get(row.key, row.main - 1)
+                change = _change(row)
+                self._index.add(row.key, change)
+                found.append((row.key, change, prev))
+            cursor = (rows[-1].main, rows[-1].sub)
+        log.debug("catch-up from %d to %d: %d changes", self._rev, meta.revision, len(found))
+        await self._take_in(meta, found)
+
+    async def _reload(self, meta: Meta) -> None:
+        log.warning(
+            "behind compaction at %d (local revision %d): reloading the index", meta.compact, self._rev
+        )
+        self._index = KeyIndex()
+        self.lessor = Lessor(self.lessor.clock)
+        self._rev, self._compact, self._lease_version = meta.revision, meta.compact, meta.lease_version
+        await self._load()
+        await self._load_leases()
+        self._index.compact(self._compact)
+        self.hub.reset()
+        self.hub.publish([], self._rev)
+
+    async def _take_in(self, meta: Meta, found: list[tuple[bytes, Change, Change | None]]) -> None:
+        values = await self._released_values([p for _, _, p in found if p is not None])
+        events = [_event(k, c, p, values) for k, c, p in found]
+        self._rev = max(self._rev, meta.revision)
+        self._index.release_values({k for k, _, _ in found})
+        if meta.compact > self._compact:
+            self._compact = meta.compact
+            self._index.compact(meta.compact)  # the process that compacted deletes the rows
+        if meta.lease_version != self._lease_version:
+            await self._reload_leases()
+            self._lease_version = meta.lease_version
+        self.lessor.follow(events)
+        self.hub.publish(events, self._rev)
+
+    async def _reload_leases(self) -> None:
+        fresh = {row.id: row for row in await self._log.leases()}
+        for lease in self.lessor.all():
+            if lease.id not in fresh:
+                self.lessor.remove(lease.id)
+        for row in fresh.values():
+            self.lessor.put(Lease(row.id, row.ttl, row.expiry))
+
     # ---- leases (writer only) ----
 
     async def _run_lease(self, job: _Job, op: LeaseOp) -> None:
@@ -616,6 +745,12 @@ class Store:
         """Revoke expired leases, each in its own revision, as etcd's lessor does."""
         while True:
             await asyncio.sleep(0.5)
+            try:
+                if not await self._log.try_lead():
+                    continue
+                await self._sync()  # another process may have renewed or revoked it
+            except KineError:
+                continue
             for lease_id in self.lessor.expired():
                 if lease_id not in self._expiring:
                     self._expiring[lease_id] = asyncio.create_task(self._expire(lease_id))
@@ -694,6 +829,11 @@ def _event(
 
 def _kv_or_none(key: bytes, c: Change | None) -> KeyValue | None:
     return None if c is None else _kv(key, c)
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a failed background catch-up is retried on the next change
 
 
 def _fail(jobs: Iterable[_Job], exc: BaseException) -> None:

@@ -52,7 +52,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         self, request: pb.LeaseTimeToLiveRequest, context: Ctx
     ) -> pb.LeaseTimeToLiveResponse:
         try:
-            info = self._store.lease_info(request.ID, request.keys)
+            info = await self._store.lease_info(request.ID, request.keys)
         except LeaseNotFoundError:  # etcd answers TTL -1 rather than an error
             return pb.LeaseTimeToLiveResponse(header=self._header(), ID=request.ID, TTL=-1)
         return pb.LeaseTimeToLiveResponse(
@@ -61,5 +61,5 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
     @etcd_errors
     async def LeaseLeases(self, request: pb.LeaseLeasesRequest, context: Ctx) -> pb.LeaseLeasesResponse:
-        leases = [pb.LeaseStatus(ID=lease_id) for lease_id in self._store.lease_ids()]
+        leases = [pb.LeaseStatus(ID=lease_id) for lease_id in await self._store.lease_ids()]
         return pb.LeaseLeasesResponse(header=self._header(), leases=leases)

@@ -61,7 +61,10 @@ class Dialect:
     may use one database (then the store checks the database's revision before
     linearizable reads and follows other processes' commits). ``size`` returns
     (bytes on disk, bytes in use). ``notify``, when set, is run in every write
-    transaction with the new revision, to wake other processes (PostgreSQL).
+    transaction with the new revision, to wake other processes (PostgreSQL), and
+    ``listen`` subscribes a connection to it. ``leader_lock`` tries to take a
+    session lock that at most one process holds (lease expiry runs there); it
+    returns one row whose first column is true when taken. None: always leader.
     """
 
     name: str
@@ -72,6 +75,8 @@ class Dialect:
     shared: bool
     paramstyle: str = "qmark"
     notify: str | None = None
+    listen: str | None = None
+    leader_lock: str | None = None
     session_setup: tuple[str, ...] = ()
     driver_errors: tuple[type[BaseException], ...] = field(default_factory=tuple)
 

@@ -36,6 +36,7 @@ SCHEMA_VERSION = 1
 
 class _Conn(threading.local):
     conn: Any = None
+    leading: bool = False  # this thread's connection holds the leader lock
 
 
 class SqlLog:
@@ -51,6 +52,13 @@ class SqlLog:
         self._all: list[Any] = []
         self._lock = threading.Lock()
         self.member_id = random.getrandbits(63)
+        self._leader = ThreadPoolExecutor(1, thread_name_prefix=f"{dialect.name}-leader")
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.dialect.shared
 
     # ---- plumbing ----
 
@@ -66,6 +74,7 @@ class SqlLog:
         return self._local.conn
 
     def _drop(self) -> None:
+        self._local.leading = False
         conn, self._local.conn = self._local.conn, None
         if conn is not None:
             with self._lock:
@@ -256,11 +265,79 @@ class SqlLog:
     async def size(self) -> DbSize:
         return DbSize(*await self._run(self._readers, "size", lambda conn: self.dialect.size(conn.cursor())))
 
+    # ---- other processes ----
+
+    def follow(self, on_change: Callable[[], None], interval: float) -> None:
+        """Call ``on_change`` (from a thread) whenever the meta row may have moved: on
+        NOTIFY where the database has it, and at least every ``interval`` seconds."""
+        if not self.dialect.shared:
+            return
+        self._follower = threading.Thread(
+            target=self._follow, args=(on_change, interval), name=f"{self.dialect.name}-follower", daemon=True
+        )
+        self._follower.start()
+
+    def _follow(self, on_change: Callable[[], None], interval: float) -> None:
+        last: tuple[int, ...] | None = None
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+                try:
+                    if self.dialect.listen:
+                        conn.execute(self.dialect.listen)
+                    while not self._stop.is_set():
+                        last = self._poll_once(conn, last, on_change, interval)
+                finally:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+            except self.dialect.driver_errors as exc:
+                log.warning("following %s failed (%s); retrying", self.target, exc)
+                self._stop.wait(1)
+
+    def _poll_once(
+        self, conn: Any, last: tuple[int, ...] | None, on_change: Callable[[], None], interval: float
+    ) -> tuple[int, ...]:
+        if self.dialect.listen:
+            notified = any(True for _ in conn.notifies(timeout=interval, stop_after=1))
+        else:
+            self._stop.wait(interval)
+            notified = False
+        cur = conn.cursor()
+        cur.execute(self._q("meta"))
+        row = cur.fetchone()
+        state = (int(row[0]), int(row[1]), int(row[4]))
+        if notified or state != last:
+            on_change()
+        return state
+
+    async def try_lead(self) -> bool:
+        """Whether this process holds the leader lock (taking it if it is free)."""
+        lock = self.dialect.leader_lock
+        if lock is None:
+            return True
+
+        def attempt(conn: Any) -> bool:
+            cur = conn.cursor()
+            if self._local.leading:
+                cur.execute("SELECT 1")  # still connected, so still holding it
+                return True
+            cur.execute(lock)
+            self._local.leading = bool(cur.fetchone()[0])
+            return bool(self._local.leading)
+
+        try:
+            return await self._run(self._leader, "leader lock", attempt)
+        except BackendUnavailableError:
+            return False  # the connection, and with it the lock, is gone
+
     async def close(self) -> None:
+        self._stop.set()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._drop)
+        await loop.run_in_executor(self._leader, self._drop)
         self._writer.shutdown()
         self._readers.shutdown()
+        self._leader.shutdown()
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
