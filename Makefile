@@ -1,7 +1,7 @@
 # Entry points shared by people and CI (.ci/run calls `make test`).
 PYTHON ?= python3
 
-.PHONY: run install install-dev check test proto verify-proto
+.PHONY: run install install-dev check test databases proto verify-proto
 
 run: install          ## install, then serve on 127.0.0.1:2379 with SQLite at ./db/state.db
 	kine-py
@@ -17,8 +17,14 @@ check: install-dev    ## format, lint, strict types
 	ruff check kine_py tests scripts
 	mypy
 
-test: check           ## everything CI runs: checks, then the whole suite against real servers
-	$(PYTHON) -m pytest
+test: check databases ## everything CI runs: checks, then the suite on SQLite, PostgreSQL and MariaDB
+	$(PYTHON) -m pytest -m "not shared"
+	KINE_TEST_BACKEND=postgres $(PYTHON) -m pytest -m "kine or shared"
+	KINE_TEST_BACKEND=mysql $(PYTHON) -m pytest -m "kine or shared"
+
+databases:            ## make sure PostgreSQL and MariaDB answer on loopback (starts or installs them)
+	bash backends/postgres/start.sh
+	bash backends/mysql/start.sh
 
 proto:                ## regenerate kine_py/_pb from proto/
 	$(PYTHON) -m scripts.genproto
