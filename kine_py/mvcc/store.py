@@ -683,7 +683,9 @@ class Store:
         self._index.release_values({k for k, _, _ in found})
         if meta.compact > self._compact:
             self._compact = meta.compact
-            self._index.compact(meta.compact)  # the process that compacted deletes the rows
+            removed = self._index.compact(meta.compact)
+            if await self._log.try_lead():  # the leader deletes too, in case the compactor died
+                self._schedule_delete(removed)
         if meta.lease_version != self._lease_version:
             await self._reload_leases()
             self._lease_version = meta.lease_version
