@@ -86,6 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often watches created with progress_notify get a progress notification when "
         "idle, e.g. 5s, 500ms, 1m (KINE_WATCH_PROGRESS_NOTIFY_INTERVAL; default 5s; 0 disables)",
     )
+    tls = p.add_argument_group("TLS on the etcd endpoint (kube-apiserver's --etcd-cafile/certfile/keyfile)")
+    tls.add_argument(
+        "--server-cert-file",
+        default=_env("SERVER_CERT_FILE", ""),
+        help="server certificate (KINE_SERVER_CERT_FILE)",
+    )
+    tls.add_argument(
+        "--server-key-file", default=_env("SERVER_KEY_FILE", ""), help="server key (KINE_SERVER_KEY_FILE)"
+    )
+    tls.add_argument(
+        "--trusted-ca-file",
+        default=_env("TRUSTED_CA_FILE", ""),
+        help="require client certificates signed by this CA (mTLS) (KINE_TRUSTED_CA_FILE). "
+        "Changed files are picked up for new connections without a restart.",
+    )
+    ops = p.add_argument_group("operations")
+    ops.add_argument(
+        "--metrics-bind-address",
+        default=_env("METRICS_BIND_ADDRESS", "127.0.0.1:8080"),
+        help="host:port for HTTP /metrics, /healthz and /readyz; 0 disables "
+        "(KINE_METRICS_BIND_ADDRESS; default 127.0.0.1:8080)",
+    )
+    ops.add_argument(
+        "--slow-sql-threshold",
+        type=_duration,
+        default=_duration(_env("SLOW_SQL_THRESHOLD", "1s")),
+        help="log SQL statements slower than this, with their name (KINE_SLOW_SQL_THRESHOLD; default 1s)",
+    )
     db = p.add_argument_group("database backends (postgres://, mysql://)")
     db.add_argument(
         "--ca-file",
@@ -135,6 +163,11 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         key_file=args.key_file,
         max_open_connections=max(2, args.datastore_max_open_connections),
         poll_interval=args.poll_interval,
+        server_cert_file=args.server_cert_file,
+        server_key_file=args.server_key_file,
+        trusted_ca_file=args.trusted_ca_file,
+        metrics_bind_address=args.metrics_bind_address,
+        slow_sql_threshold=args.slow_sql_threshold,
     )
 
 

@@ -26,6 +26,26 @@ class Config:
     key_file: str = ""
     max_open_connections: int = 4
     poll_interval: float = 0.1
+    server_cert_file: str = ""
+    server_key_file: str = ""
+    trusted_ca_file: str = ""
+    metrics_bind_address: str = "127.0.0.1:8080"
+    slow_sql_threshold: float = 1.0
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a grpc address (``host:port`` or ``unix:path``) is reachable only from this host."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def grpc_address(listen: str) -> tuple[str, str]:

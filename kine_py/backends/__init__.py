@@ -14,6 +14,7 @@ from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 from kine_py.mvcc.log import Log
+from kine_py.sqllog.log import QueryObserver
 
 _REGISTRY: dict[str, str] = {
     "sqlite": "kine_py.backends.sqlite:open_log",
@@ -33,6 +34,7 @@ class BackendOptions:
     key_file: str = ""
     max_open_connections: int = 4
     poll_interval: float = 0.1
+    observer: QueryObserver | None = None
 
 
 @dataclass(frozen=True, slots=True)

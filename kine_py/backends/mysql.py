@@ -133,5 +133,9 @@ def open_log(endpoint: Endpoint, options: BackendOptions) -> SqlLog:
         return pymysql.connect(**common, database=database)
 
     return SqlLog(
-        DIALECT, connect, target=endpoint.redacted(), readers=max(1, options.max_open_connections - 1)
+        DIALECT,
+        connect,
+        target=endpoint.redacted(),
+        readers=max(1, options.max_open_connections - 1),
+        observer=options.observer,
     )

@@ -120,5 +120,9 @@ def open_log(endpoint: Endpoint, options: BackendOptions) -> SqlLog:
         return psycopg.connect(info, autocommit=True, connect_timeout=5)
 
     return SqlLog(
-        DIALECT, connect, target=endpoint.redacted(), readers=max(1, options.max_open_connections - 1)
+        DIALECT,
+        connect,
+        target=endpoint.redacted(),
+        readers=max(1, options.max_open_connections - 1),
+        observer=options.observer,
     )

@@ -74,4 +74,4 @@ def open_log(endpoint: Endpoint, options: BackendOptions) -> SqlLog:
         # may happen from another, hence check_same_thread=False.
         return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
-    return SqlLog(DIALECT, connect, target=str(path), readers=1)
+    return SqlLog(DIALECT, connect, target=str(path), readers=1, observer=options.observer)

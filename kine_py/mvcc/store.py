@@ -27,9 +27,10 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kine_py.errors import (
     BackendUnavailableError,
@@ -81,6 +82,32 @@ from kine_py.mvcc.txn_eval import (
 from kine_py.mvcc.watch import WatchHub
 
 log = logging.getLogger(__name__)
+
+
+class StoreObserver(Protocol):
+    """Receives the store's events for metrics (``kine_py.metrics.Metrics`` is one)."""
+
+    def committed(self, requests: int, seconds: float) -> None: ...
+
+    def insert_failed(self, retriable: bool) -> None: ...
+
+    def compacted(self, ok: bool) -> None: ...
+
+    def delivered(self, committed_at: float) -> None: ...
+
+
+class _NoObserver:
+    def committed(self, requests: int, seconds: float) -> None:
+        pass
+
+    def insert_failed(self, retriable: bool) -> None:
+        pass
+
+    def compacted(self, ok: bool) -> None:
+        pass
+
+    def delivered(self, committed_at: float) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +180,11 @@ class _Job:
 class Store:
     """etcd's KV API over a ``Log``. Create, ``await start()``, use, ``await close()``."""
 
-    def __init__(self, log_backend: Log, config: StoreConfig | None = None) -> None:
+    def __init__(
+        self, log_backend: Log, config: StoreConfig | None = None, observer: StoreObserver | None = None
+    ) -> None:
         self._log = log_backend
+        self.observer: StoreObserver = observer or _NoObserver()
         self._cfg = config or StoreConfig()
         self._index = KeyIndex()
         self._rev = 1
@@ -170,7 +200,7 @@ class Store:
         self._catch_up_queued = False
         self._expirer: asyncio.Task[None] | None = None
         self._expiring: dict[int, asyncio.Task[None]] = {}
-        self.hub = WatchHub(self)
+        self.hub = WatchHub(self, observer=self.observer)
 
     # ---- lifecycle ----
 
@@ -313,6 +343,24 @@ class Store:
         if len(fetched) < len(missing):
             raise CompactedError()
         return fetched
+
+    def stats(self) -> dict[str, int]:
+        """Numbers for gauges, read at scrape time."""
+        return {
+            "revision": self._rev,
+            "compact_revision": self._compact,
+            "keys": len(self._index),
+            "leases": len(self.lessor.all()),
+            **self.hub.stats(self._rev),
+        }
+
+    async def ready(self) -> bool:
+        """Whether the log answers now (the index is loaded once ``start`` returned)."""
+        try:
+            await self._log.size()
+        except KineError:
+            return False
+        return not self._closed
 
     async def status(self) -> StoreStatus:
         size = await self._log.size()
@@ -473,6 +521,7 @@ class Store:
 
     async def _commit(self, pending: _Pending, done: list[tuple[_Job, _Outcome]]) -> None:
         if pending.rows or pending.lease_puts or pending.lease_deletes:
+            started = time.perf_counter()
             try:
                 await self._log.append(
                     pending.rows,
@@ -483,14 +532,17 @@ class Store:
                 )
             except RevisionConflictError:
                 self._index.rollback(pending.touched, pending.base)
+                self.observer.insert_failed(retriable=True)
                 raise
             except Exception as exc:
                 self._index.rollback(pending.touched, pending.base)
+                self.observer.insert_failed(retriable=False)
                 if not isinstance(exc, KineError):
                     log.exception("append failed")
                     exc = BackendUnavailableError(f"kine-py: write to the database failed: {exc}")
                 _fail([job for job, _ in done], exc)
                 return
+            self.observer.committed(len(done), time.perf_counter() - started)
             self._rev = pending.revision
             self._index.release_values(pending.touched)
             for row in pending.lease_puts:
@@ -779,8 +831,10 @@ class Store:
                 raise FutureRevisionError()
             await self._log.set_compact(revision)
         except Exception as exc:
+            self.observer.compacted(ok=False)
             _fail([job], exc if isinstance(exc, KineError) else BackendUnavailableError(str(exc)))
             return
+        self.observer.compacted(ok=True)
         self._compact = revision
         self._schedule_delete(self._index.compact(revision))
         if job.physical and self._deleting:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,11 +64,24 @@ class EventSource(Protocol):
         ...
 
 
+class DeliveryObserver(Protocol):
+    def delivered(self, committed_at: float) -> None: ...
+
+
 class WatchHub:
     """Recent events in a ring bounded by count and bytes, and the sessions to wake."""
 
-    def __init__(self, source: EventSource, *, max_events: int = 20_000, max_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        max_events: int = 20_000,
+        max_bytes: int = 64 << 20,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
         self._source = source
+        self.observer = observer
+        self._commit_times: deque[tuple[int, float]] = deque(maxlen=100_000)
         self._ring: deque[Event] = deque()
         self._revs: deque[int] = deque()
         self._bytes = 0
@@ -84,6 +98,7 @@ class WatchHub:
 
     def publish(self, events: Iterable[Event], revision: int) -> None:
         """Called by the store after each durable commit, in revision order."""
+        self._commit_times.append((revision, time.time()))
         for event in events:
             self._ring.append(event)
             self._revs.append(event.kv.mod_revision)
@@ -105,6 +120,26 @@ class WatchHub:
         matches = _matcher(key, end)
         ring = self._ring  # indexing a deque walks from its nearer end: cheap near the live edge
         return [ring[i] for i in range(lo, hi) if matches(ring[i].kv.key)]
+
+    def committed_at(self, revision: int) -> float | None:
+        """When ``revision`` was published (None if too old to remember)."""
+        times = self._commit_times
+        i = bisect.bisect_left(times, (revision, 0.0))
+        return times[i][1] if i < len(times) else None
+
+    def stats(self, current: int) -> dict[str, int]:
+        watchers = [w for session in self._sessions for w in session.watchers()]
+        behind = sum(max(0, current + 1 - w.next_rev) for w in watchers)
+        return {
+            "watch_streams": len(self._sessions),
+            "watchers": len(watchers),
+            "watch_pending_revisions": behind,
+        }
+
+    def close_all(self) -> None:
+        """End every watch stream (shutdown): clients reconnect to another server."""
+        for session in list(self._sessions):
+            session.close()
 
     def attach(self, session: WatchSession) -> None:
         self._sessions.add(session)
@@ -174,6 +209,9 @@ class WatchSession:
         self._closed = True
         self._hub.detach(self)
         self.wake()
+
+    def watchers(self) -> list[_Watcher]:
+        return list(self._s.watchers.values())
 
     @property
     def fragment_ids(self) -> set[int]:
@@ -286,6 +324,9 @@ class WatchSession:
         if not events:
             return None
         watcher.active_since_tick = True
+        committed_at = self._hub.committed_at(events[-1].kv.mod_revision)
+        if committed_at is not None and self._hub.observer is not None:
+            self._hub.observer.delivered(committed_at)
         return WatchReply(watcher.id, last, events=events)
 
     def _synced(self, current: int) -> bool:

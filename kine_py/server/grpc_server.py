@@ -9,6 +9,7 @@ from kine_py._pb.grpc.health.v1 import health_pb2_grpc
 from kine_py.mvcc.store import Store
 from kine_py.server.health import HealthService
 from kine_py.server.identity import Identity
+from kine_py.server.interceptors import CallObserver, RequestInterceptor
 from kine_py.server.kv import KVService
 from kine_py.server.lease import LeaseService
 from kine_py.server.maintenance import ClusterService, MaintenanceService
@@ -42,10 +43,12 @@ def build_server(
     *,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     progress_interval: float = 5.0,
+    observer: CallObserver | None = None,
 ) -> tuple[grpc.aio.Server, HealthService]:
     """A server with KV, Maintenance, Cluster, Health and the UNIMPLEMENTED ones; no port yet."""
-    server = grpc.aio.server(options=grpc_options(max_request_bytes))
-    health = HealthService()
+    interceptors = [RequestInterceptor(observer)]
+    server = grpc.aio.server(options=grpc_options(max_request_bytes), interceptors=interceptors)
+    health = HealthService(store.ready)
     rpc_pb2_grpc.add_KVServicer_to_server(KVService(store, identity), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(concrete(MaintenanceService)(store, identity), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(concrete(ClusterService)(identity), server)

@@ -1,9 +1,10 @@
-"""grpc.health.v1.Health: SERVING while the store is open."""
+"""grpc.health.v1.Health: SERVING while the backend answers."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -17,16 +18,27 @@ SERVICES = ("", "etcdserverpb.KV", "etcdserverpb.Maintenance", "etcdserverpb.Clu
 
 
 class HealthService(health_pb2_grpc.HealthServicer):
-    def __init__(self) -> None:
-        self.serving = True
+    """SERVING only while the backend answers (checked at most once a second) and the
+    server is not shutting down."""
 
-    def _status(self) -> hpb.HealthCheckResponse.ServingStatus.ValueType:
-        return hpb.HealthCheckResponse.SERVING if self.serving else hpb.HealthCheckResponse.NOT_SERVING
+    def __init__(self, ready: Callable[[], Awaitable[bool]]) -> None:
+        self.serving = True
+        self._ready = ready
+        self._checked_at = -1.0
+        self._backend_ok = False
+
+    async def _status(self) -> hpb.HealthCheckResponse.ServingStatus.ValueType:
+        now = time.monotonic()
+        if now - self._checked_at >= 1.0:
+            self._backend_ok = await self._ready()
+            self._checked_at = now
+        ok = self.serving and self._backend_ok
+        return hpb.HealthCheckResponse.SERVING if ok else hpb.HealthCheckResponse.NOT_SERVING
 
     async def Check(self, request: hpb.HealthCheckRequest, context: Ctx) -> hpb.HealthCheckResponse:
         if request.service not in SERVICES:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return hpb.HealthCheckResponse(status=self._status())
+        return hpb.HealthCheckResponse(status=await self._status())
 
     async def Watch(
         self, request: hpb.HealthCheckRequest, context: Ctx
@@ -36,7 +48,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
             return
         last = None
         while True:
-            status = self._status()
+            status = await self._status()
             if status != last:
                 yield hpb.HealthCheckResponse(status=status)
                 last = status

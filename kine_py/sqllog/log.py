@@ -20,9 +20,10 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kine_py.errors import BackendUnavailableError, CompactedError, FutureRevisionError, RevisionConflictError
 from kine_py.mvcc.log import DbSize, LeaseRow, Meta, Row
@@ -34,6 +35,10 @@ Connect = Callable[[], Any]
 SCHEMA_VERSION = 1
 
 
+class QueryObserver(Protocol):
+    def query(self, name: str, seconds: float, error: BaseException | None) -> None: ...
+
+
 class _Conn(threading.local):
     conn: Any = None
     leading: bool = False  # this thread's connection holds the leader lock
@@ -42,7 +47,16 @@ class _Conn(threading.local):
 class SqlLog:
     """A ``Log`` for one database. ``connect`` opens a DB-API connection in autocommit mode."""
 
-    def __init__(self, dialect: Dialect, connect: Connect, *, target: str, readers: int = 2) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        connect: Connect,
+        *,
+        target: str,
+        readers: int = 2,
+        observer: QueryObserver | None = None,
+    ) -> None:
+        self.observer = observer
         self.dialect = dialect
         self.target = target  # for messages: a path or a redacted DSN
         self._connect = connect
@@ -84,12 +98,29 @@ class SqlLog:
                 conn.close()
 
     async def _run(self, executor: ThreadPoolExecutor, what: str, fn: Callable[[Any], T]) -> T:
+        # A read on a connection that died while idle (the database restarted, the network
+        # was cut) is retried once on a fresh connection; a write never is.
+        retry_stale = executor is self._readers
+
         def call() -> T:
+            started, error = time.perf_counter(), None
+            reused = self._local.conn is not None
             try:
                 return fn(self._conn())
-            except self.dialect.driver_errors:
+            except self.dialect.driver_errors as exc:
                 self._drop()
-                raise
+                if not (retry_stale and reused):
+                    error = exc
+                    raise
+                try:
+                    return fn(self._conn())
+                except self.dialect.driver_errors as again:
+                    error = again
+                    self._drop()
+                    raise
+            finally:
+                if self.observer is not None:
+                    self.observer.query(what, time.perf_counter() - started, error)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, call)

@@ -74,10 +74,13 @@ class ServerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 30, *, wait: bool = True) -> ServerProcess:
+        """Start the process; with ``wait``, return once it answers plaintext gRPC."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        if not wait:
+            return self
         try:
             wait_ready(self.endpoint, self.proc, timeout)
         except Exception as exc:
@@ -128,6 +131,7 @@ def kine_process(
         f"127.0.0.1:{port}",
         "--endpoint",
         endpoint or endpoint_for(data_dir),
+        *([] if "--metrics-bind-address" in extra_args else ["--metrics-bind-address", "0"]),
         *extra_args,
     ]
     return ServerProcess(cmd, port, data_dir / f"kine-{port}.log")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from kine_py._pb.etcdserverpb import rpc_pb2 as pb
 from kine_py._pb.etcdserverpb import rpc_pb2_grpc as rpc
 from kine_py.testing import databases
-from kine_py.testing.processes import ServerProcess, kine_process
+from kine_py.testing.processes import ServerProcess, free_port, kine_process
 from kine_py.testing.proxy import TcpProxy
 
 pytestmark = [pytest.mark.shared, pytest.mark.timeout(180)]
@@ -28,12 +30,24 @@ def proxied(tmp_path: Path) -> Iterator[tuple[ServerProcess, TcpProxy]]:
     direct = databases.endpoint_for(tmp_path, which)
     host = "{}:{}".format(*UPSTREAM[which])
     endpoint = direct.replace(host, f"127.0.0.1:{proxy.port}", 1)
-    server = kine_process(tmp_path, endpoint=endpoint).start()
+    metrics = free_port()
+    server = kine_process(
+        tmp_path, "--metrics-bind-address", f"127.0.0.1:{metrics}", endpoint=endpoint
+    ).start()
+    server.metrics_port = metrics  # type: ignore[attr-defined]
     try:
         yield server, proxy
     finally:
         server.stop()
         proxy.close()
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def until_ok(call: object, timeout: float = 20) -> object:
@@ -72,11 +86,14 @@ def test_network_cut_fails_fast_then_recovers_with_nothing_lost(
     # Served from memory without the database:
     assert kv.Range(pb.RangeRequest(key=b"f/1", serializable=True)).kvs[0].value == b"a"
     assert server.proc is not None and server.proc.poll() is None, "the process keeps running"
+    readyz = f"http://127.0.0.1:{server.metrics_port}/readyz"  # type: ignore[attr-defined]
+    assert http_status(readyz) == 503
 
     proxy.restore()
     after = until_ok(lambda: kv.Put(pb.PutRequest(key=b"f/3", value=b"c")))
     assert isinstance(after, pb.PutResponse)
     assert after.header.revision == before + 1, "the failed write took no revision"
+    assert http_status(readyz) == 200
     got = kv.Range(pb.RangeRequest(key=b"f/", range_end=b"f0"))
     assert [(x.key, x.value) for x in got.kvs] == [(b"f/1", b"a"), (b"f/3", b"c")]
     events = []
