@@ -51,6 +51,7 @@ class Lessor:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._leases: dict[int, Lease] = {}
+        self._key_lease: dict[bytes, int] = {}  # which lease each attached key is on
         self.ids = LeaseIds(0, int(clock() * 1000))
 
     def __contains__(self, lease_id: int) -> bool:
@@ -75,23 +76,24 @@ class Lessor:
         self._leases[lease.id] = lease
 
     def remove(self, lease_id: int) -> None:
-        self._leases.pop(lease_id, None)
+        lease = self._leases.pop(lease_id, None)
+        for key in lease.keys if lease is not None else ():
+            self._key_lease.pop(key, None)
 
     def attach(self, lease_id: int, key: bytes) -> None:
+        """Attach ``key`` to ``lease_id`` (0: to none), detaching it from any other lease."""
+        old = self._key_lease.pop(key, 0)
+        if old and old in self._leases:
+            self._leases[old].keys.discard(key)
         lease = self._leases.get(lease_id)
         if lease is not None:
             lease.keys.add(key)
+            self._key_lease[key] = lease_id
 
     def follow(self, events: Iterable[Event]) -> None:
-        """Move key attachments as committed events dictate."""
+        """Move key attachments as committed events dictate, in order."""
         for event in events:
-            prev = event.prev_kv
-            if prev is not None and prev.lease:
-                lease = self._leases.get(prev.lease)
-                if lease is not None:
-                    lease.keys.discard(event.kv.key)
-            if event.type == EventType.PUT and event.kv.lease:
-                self.attach(event.kv.lease, event.kv.key)
+            self.attach(event.kv.lease if event.type == EventType.PUT else 0, event.kv.key)
 
     @staticmethod
     def granted_ttl(ttl: int) -> int:

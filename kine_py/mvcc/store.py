@@ -325,7 +325,7 @@ class Store:
             history = self._index.history(k)
             i = bisect.bisect_left(history, first, key=_main)
             while i < len(history) and history[i].main <= last:
-                found.append((k, history[i], history[i - 1] if i > 0 else None))
+                found.append((k, history[i], self._index.get(k, history[i].main - 1)))
                 i += 1
         found.sort(key=lambda item: (item[1].main, item[1].sub))
         values = await self._released_values([c for _, c, _ in found] + [p for _, _, p in found if p])
@@ -562,8 +562,13 @@ class Store:
 
     # ---- applying one request (writer only) ----
 
-    def _record(self, key: bytes, change: Change, prev: Change | None, w: _Write, pending: _Pending) -> None:
-        """Add one change to the index, the rows to append and the events to publish."""
+    def _record(self, key: bytes, change: Change, w: _Write, pending: _Pending) -> None:
+        """Add one change to the index, the rows to append and the events to publish.
+
+        An event's prev_kv is the key before the whole request (etcd reads it at
+        revision - 1), even when an earlier op of the same txn changed the key.
+        """
+        prev = self._index.get(key, w.start)
         self._index.add(key, change)
         w.keys.add(key)
         w.sub += 1
@@ -597,14 +602,14 @@ class Store:
         create = prev.create if prev is not None else w.main
         version = prev.version + 1 if prev is not None else 1
         prev_kv = _kv(op.key, prev) if op.prev_kv and prev is not None else None
-        self._record(op.key, Change(w.main, w.sub, create, version, lease, value), prev, w, pending)
+        self._record(op.key, Change(w.main, w.sub, create, version, lease, value), w, pending)
         return PutResult(w.main, prev_kv)
 
     def _delete(self, op: DeleteOp, w: _Write, pending: _Pending) -> DeleteResult:
         found = list(self._index.range(op.key, ranges.end_bound(op.range_end), w.read_rev))
         prev_kvs = [_kv(key, c) for key, c in found] if op.prev_kv else []
-        for key, prev in found:
-            self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), prev, w, pending)
+        for key, _ in found:
+            self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), w, pending)
         revision = w.main if w.sub else w.start
         return DeleteResult(revision, len(found), prev_kvs)
 
@@ -788,7 +793,7 @@ class Store:
         for key in sorted(lease.keys):
             prev = self._index.get(key, w.read_rev)
             if prev is not None:
-                self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), prev, w, pending)
+                self._record(key, Change(w.main, w.sub, 0, 0, 0, b"", deleted=True), w, pending)
         if w.sub:
             pending.revision = w.main
             pending.touched |= w.keys

@@ -113,7 +113,9 @@ class WatchHub:
 
     async def events(self, key: bytes, end: bytes | None, first: int, last: int) -> list[Event]:
         """Events on [key, end) (``end`` None: only ``key``; b"": no bound) in [first, last]."""
-        if first < self._covered_from:
+        # At or below the compact revision only what compaction kept may be sent (etcd
+        # reads it from its compacted backend): the index has exactly that, the ring not.
+        if first < self._covered_from or first <= self._source.compact_revision:
             return await self._source.history(key, end, first, last)
         lo = bisect.bisect_left(self._revs, first)
         hi = bisect.bisect_right(self._revs, last)
@@ -173,6 +175,9 @@ class _Watcher:
     no_put: bool
     no_delete: bool
     active_since_tick: bool = False
+    # Cancelled by compaction: gets nothing more, but (as in etcd) keeps its id until the
+    # client cancels it, and keeps the stream from counting as synced.
+    compacted: bool = False
 
     def keep(self, event: Event) -> bool:
         if event.type == EventType.PUT:
@@ -223,7 +228,6 @@ class WatchSession:
         current = self._source.revision
         key = req.key or b"\0"
         end = None if not req.range_end else (b"" if req.range_end == b"\0" else req.range_end)
-        watch_id = req.watch_id if req.watch_id else self._auto_id()
         error = None
         if end and key >= end:
             error = ERR_EMPTY_RANGE
@@ -232,6 +236,7 @@ class WatchSession:
         if error is not None:
             self._queue(WatchReply(-1, current, created=True, canceled=True, cancel_reason=error))
             return
+        watch_id = req.watch_id if req.watch_id else self._auto_id()
         self._s.watchers[watch_id] = _Watcher(
             watch_id,
             key,
@@ -298,7 +303,7 @@ class WatchSession:
     async def _pump(self) -> AsyncIterator[WatchReply]:
         """Bring every watcher up to the committed revision; cancel those compacted past."""
         for watcher in list(self._s.watchers.values()):
-            while not self._closed and self._s.watchers.get(watcher.id) is watcher:
+            while not self._closed and not watcher.compacted and self._s.watchers.get(watcher.id) is watcher:
                 current = self._source.revision
                 if watcher.next_rev > current:
                     break
@@ -308,7 +313,7 @@ class WatchSession:
                         raise CompactedError()
                     reply = await self._catch_up(watcher, current, compact)
                 except CompactedError:  # before its position, or while we read its history
-                    del self._s.watchers[watcher.id]
+                    watcher.compacted = True
                     compact = self._source.compact_revision
                     # etcd sends this one with no revision (0): not stamped.
                     yield WatchReply(watcher.id, 0, canceled=True, compact_revision=compact)
@@ -330,7 +335,7 @@ class WatchSession:
         return WatchReply(watcher.id, last, events=events)
 
     def _synced(self, current: int) -> bool:
-        return all(w.next_rev > current for w in self._s.watchers.values())
+        return all(not w.compacted and w.next_rev > current for w in self._s.watchers.values())
 
     def _answer_progress_request(self) -> None:
         if not self._s.progress_wanted:
@@ -348,7 +353,12 @@ class WatchSession:
             await asyncio.sleep(self._interval)
             current = self._source.revision
             for w in self._s.watchers.values():
-                if w.progress_notify and not w.active_since_tick and w.next_rev == current + 1:
+                if (
+                    w.progress_notify
+                    and not w.compacted
+                    and not w.active_since_tick
+                    and w.next_rev == current + 1
+                ):
                     self._s.control.append(WatchReply(w.id, current))
                 w.active_since_tick = False
             self.wake()

@@ -53,7 +53,11 @@ def build_server(
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(concrete(MaintenanceService)(store, identity), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(concrete(ClusterService)(identity), server)
     watch = WatchService(
-        store, identity, progress_interval=progress_interval, max_request_bytes=max_request_bytes
+        store,
+        identity,
+        progress_interval=progress_interval,
+        # etcd splits fragmented watch responses at its gRPC receive limit (request + overhead).
+        fragment_bytes=max_request_bytes + GRPC_OVERHEAD_BYTES,
     )
     rpc_pb2_grpc.add_WatchServicer_to_server(watch, server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(store, identity), server)

@@ -23,12 +23,12 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(
-        self, store: Store, identity: Identity, *, progress_interval: float, max_request_bytes: int
+        self, store: Store, identity: Identity, *, progress_interval: float, fragment_bytes: int
     ) -> None:
         self._store = store
         self._id = identity
         self._interval = progress_interval
-        self._max_bytes = max_request_bytes
+        self._max_bytes = fragment_bytes
 
     async def Watch(
         self, request_iterator: AsyncIterator[pb.WatchRequest], context: Ctx
