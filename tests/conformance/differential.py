@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import collections
 import difflib
+import os
 import random
 import sys
 import tempfile
@@ -873,3 +874,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def seeds_from_env(variable: str, default: int = 20) -> list[int]:
+    """Seeds from an environment variable: ``N`` (0..N-1), ``a,b,c`` or ``a-b``; 0..default-1 if unset."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return list(range(default))
+    if "," in text:
+        return [int(part) for part in text.split(",") if part.strip()]
+    if "-" in text:
+        first, last = (int(part) for part in text.split("-", 1))
+        return list(range(first, last + 1))
+    return list(range(int(text)))
+
+
+def ops_from_env(variable: str, default: int = 2000) -> int:
+    """Requests per seed, from an environment variable."""
+    return int(os.environ.get(variable, default))

@@ -8,7 +8,6 @@ requests per seed (default 2,000). A failure prints the mismatch report of
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,31 +21,15 @@ from .differential import (
     RequestGenerator,
     StoreView,
     normalise,
+    ops_from_env,
     run_differential,
+    seeds_from_env,
     strip_unsafe_ignores,
     to_text,
 )
 
 SELF_CHECK_SEEDS = (0, 1)
 SELF_CHECK_OPS = 300
-
-
-def seeds_from_env(default: int = 20) -> list[int]:
-    """Seeds from KINE_DIFF_SEEDS: ``N`` (0..N-1), ``a,b,c`` or ``a-b``; 0..default-1 if unset."""
-    text = os.environ.get("KINE_DIFF_SEEDS", "").strip()
-    if not text:
-        return list(range(default))
-    if "," in text:
-        return [int(part) for part in text.split(",") if part.strip()]
-    if "-" in text:
-        first, last = (int(part) for part in text.split("-", 1))
-        return list(range(first, last + 1))
-    return list(range(int(text)))
-
-
-def ops_from_env(default: int = 2000) -> int:
-    """Requests per seed, from KINE_DIFF_OPS."""
-    return int(os.environ.get("KINE_DIFF_OPS", default))
 
 
 def fixed_view() -> StoreView:
@@ -116,9 +99,11 @@ def test_self_check_etcd_vs_etcd(seed: int, etcd: ServerProcess, tmp_path: Path)
 @pytest.mark.etcd_reference
 @pytest.mark.kine
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", seeds_from_env())
+@pytest.mark.parametrize("seed", seeds_from_env("KINE_DIFF_SEEDS"))
 def test_differential_kine_vs_etcd(seed: int, etcd: ServerProcess, kine: ServerProcess):
     """kine-py answers every request of the seed's sequence exactly as etcd does."""
-    mismatch = run_differential(seed, ops_from_env(), etcd.endpoint, kine.endpoint, ("etcd", "kine"))
+    mismatch = run_differential(
+        seed, ops_from_env("KINE_DIFF_OPS"), etcd.endpoint, kine.endpoint, ("etcd", "kine")
+    )
     if mismatch is not None:
         pytest.fail(mismatch.report(), pytrace=False)

@@ -11,7 +11,6 @@ seed (default 2,000). A failure prints the report of :mod:`.watch_lease`;
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from kine_py._pb.etcdserverpb import rpc_pb2
 from kine_py._pb.mvccpb import kv_pb2
 from kine_py.testing.processes import ServerProcess, etcd_process
 
-from .differential import KEYS, StoreView
+from .differential import KEYS, StoreView, ops_from_env, seeds_from_env
 from .watch_lease import (
     SCRIPTS,
     LeaseIdMap,
@@ -41,24 +40,6 @@ from .watch_lease import (
 
 SELF_CHECK_SEEDS = (0, 1)
 SELF_CHECK_OPS = 300
-
-
-def seeds_from_env(default: int = 20) -> list[int]:
-    """Seeds from KINE_WL_SEEDS: ``N`` (0..N-1), ``a,b,c`` or ``a-b``; 0..default-1 if unset."""
-    text = os.environ.get("KINE_WL_SEEDS", "").strip()
-    if not text:
-        return list(range(default))
-    if "," in text:
-        return [int(part) for part in text.split(",") if part.strip()]
-    if "-" in text:
-        first, last = (int(part) for part in text.split("-", 1))
-        return list(range(first, last + 1))
-    return list(range(int(text)))
-
-
-def ops_from_env(default: int = 2000) -> int:
-    """Operations per seed, from KINE_WL_OPS."""
-    return int(os.environ.get("KINE_WL_OPS", default))
 
 
 def fail_unless_ok(report: Report) -> None:
@@ -230,10 +211,12 @@ def test_self_check_etcd_vs_etcd(seed: int, etcd: ServerProcess, tmp_path: Path)
 @pytest.mark.etcd_reference
 @pytest.mark.kine
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", seeds_from_env())
+@pytest.mark.parametrize("seed", seeds_from_env("KINE_WL_SEEDS"))
 def test_watch_lease_differential(seed: int, etcd: ServerProcess, kine: ServerProcess):
     """kine-py answers every KV, Watch and Lease operation of the seed's sequence as etcd does."""
-    fail_unless_ok(run_watch_lease(seed, ops_from_env(), etcd.endpoint, kine.endpoint, ("etcd", "kine")))
+    fail_unless_ok(
+        run_watch_lease(seed, ops_from_env("KINE_WL_OPS"), etcd.endpoint, kine.endpoint, ("etcd", "kine"))
+    )
 
 
 @pytest.mark.etcd_reference
