@@ -13,6 +13,7 @@ import pytest
 
 from kine_py._pb.etcdserverpb import rpc_pb2 as pb
 from kine_py._pb.etcdserverpb import rpc_pb2_grpc as rpc
+from kine_py._pb.grpc.health.v1 import health_pb2, health_pb2_grpc
 from kine_py.testing import databases
 from kine_py.testing.processes import ServerProcess, free_port, kine_process
 from kine_py.testing.proxy import TcpProxy
@@ -88,12 +89,18 @@ def test_network_cut_fails_fast_then_recovers_with_nothing_lost(
     assert server.proc is not None and server.proc.poll() is None, "the process keeps running"
     readyz = f"http://127.0.0.1:{server.metrics_port}/readyz"  # type: ignore[attr-defined]
     assert http_status(readyz) == 503
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.endpoint))
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=30).status == not_serving
 
     proxy.restore()
     after = until_ok(lambda: kv.Put(pb.PutRequest(key=b"f/3", value=b"c")))
     assert isinstance(after, pb.PutResponse)
     assert after.header.revision == before + 1, "the failed write took no revision"
     assert http_status(readyz) == 200
+    time.sleep(1.1)  # the health service checks the backend at most once a second
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=30).status == serving
     got = kv.Range(pb.RangeRequest(key=b"f/", range_end=b"f0"))
     assert [(x.key, x.value) for x in got.kvs] == [(b"f/1", b"a"), (b"f/3", b"c")]
     events = []

@@ -120,3 +120,30 @@ def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
         assert get(f"{base}/nope")[0] == 404
     finally:
         assert server.stop() == 0
+
+
+def test_unix_socket_is_private_and_plaintext_warning_and_slow_sql_log(tmp_path: Path) -> None:
+    sock = tmp_path / "kine.sock"
+    server = kine_process(
+        tmp_path / "kine", "--listen-address", f"unix://{sock}", "--slow-sql-threshold", "0s"
+    ).start(wait=False)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        kv = rpc.KVStub(grpc.insecure_channel(f"unix://{sock}"))
+        kv.Put(pb.PutRequest(key=b"u", value=b"1"))
+        assert kv.Range(pb.RangeRequest(key=b"u")).kvs[0].value == b"1"
+        assert "slow SQL append took" in server.log_text()
+    finally:
+        server.stop()
+    public = kine_process(tmp_path / "public", "--listen-address", f"0.0.0.0:{free_port()}").start(wait=False)
+    try:
+        deadline = time.monotonic() + 20
+        while "serving etcd v3 API" not in public.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "serving plaintext without client authentication on 0.0.0.0" in public.log_text()
+    finally:
+        public.stop()
