@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,4 +82,73 @@ def test_kine_reaches_postgres_over_mtls(
     # Without the client certificate the database refuses, and kine-py says so at start.
     refused = kine_process(tmp_path / "refused", "--ca-file", str(ca), endpoint=endpoint)
     with pytest.raises(RuntimeError, match="cannot reach PostgreSQL"):
+        refused.start(timeout=20)
+
+
+@pytest.fixture
+def tls_mariadb(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """(port, CA certificate) of a throwaway MariaDB serving TLS with a certificate from that CA."""
+    from tests.conftest import require
+
+    if not Path("/usr/sbin/mariadbd").exists() or shutil.which("mariadb-install-db") is None:
+        require("MariaDB binaries (mariadbd, mariadb-install-db) are needed to start a TLS server")
+    base = Path(f"/tmp/kine-mytls-{os.getpid()}-{free_port()}")
+    certs = base / "certs"
+    ca = make_ca(certs, "ca")
+    server = make_cert(certs, "server", ca, server=True)
+    data, port = base / "data", free_port()
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--user=mysql",
+            f"--datadir={data}",
+            "--auth-root-authentication-method=normal",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for path in [base, certs, *certs.iterdir()]:
+        shutil.chown(path, "mysql")
+    flags = [
+        "--user=mysql",
+        f"--datadir={data}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={base / 'mysqld.sock'}",
+        f"--pid-file={base / 'mysqld.pid'}",
+        "--skip-grant-tables",
+        "--require-secure-transport=ON",
+        f"--ssl-ca={ca[0]}",
+        f"--ssl-cert={server[0]}",
+        f"--ssl-key={server[1]}",
+    ]
+    proc = subprocess.Popen(
+        ["/usr/sbin/mariadbd", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (base / "mysqld.pid").exists() is False and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        yield port, ca[0]
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_kine_reaches_mariadb_over_tls(tmp_path: Path, tls_mariadb: tuple[int, Path]) -> None:
+    port, ca = tls_mariadb
+    endpoint = f"mysql://root@tcp(127.0.0.1:{port})/kine"
+    server = kine_process(tmp_path / "kine", "--ca-file", str(ca), endpoint=endpoint).start()
+    try:
+        kv = rpc.KVStub(grpc.insecure_channel(server.endpoint))
+        kv.Put(pb.PutRequest(key=b"tls", value=b"yes"))
+        assert kv.Range(pb.RangeRequest(key=b"tls")).kvs[0].value == b"yes"
+    finally:
+        server.stop()
+    # The server's certificate is checked: trusting another CA, kine-py refuses to connect.
+    other_ca = make_ca(tmp_path / "other", "other-ca")[0]
+    refused = kine_process(tmp_path / "refused", "--ca-file", str(other_ca), endpoint=endpoint)
+    with pytest.raises(RuntimeError, match="cannot reach MySQL"):
         refused.start(timeout=20)
