@@ -332,17 +332,24 @@ class Store:
         return [_event(k, c, p, values) for k, c, p in found]
 
     async def _released_values(self, changes: list[Change]) -> dict[tuple[int, int], bytes]:
-        """The values of changes whose value was released from memory, read from the log.
+        """The value of every change, by (main, sub): those in memory taken now (the writer
+        may release them while we wait), the released ones read from the log.
 
         Raises CompactedError if one is gone: compaction removed it while we read.
         """
-        missing = {(c.main, c.sub) for c in changes if c.value is None and not c.deleted}
-        if not missing:
-            return {}
-        fetched = await self._log.values(list(missing))
-        if len(fetched) < len(missing):
-            raise CompactedError()
-        return fetched
+        values: dict[tuple[int, int], bytes] = {}
+        missing = set()
+        for c in changes:
+            if c.value is not None:
+                values[(c.main, c.sub)] = c.value
+            elif not c.deleted:
+                missing.add((c.main, c.sub))
+        if missing:
+            fetched = await self._log.values(list(missing))
+            if len(fetched) < len(missing):
+                raise CompactedError()
+            values.update(fetched)
+        return values
 
     def stats(self) -> dict[str, int]:
         """Numbers for gauges, read at scrape time."""
@@ -734,7 +741,7 @@ class Store:
         self.hub.publish([], self._rev)
 
     async def _take_in(self, meta: Meta, found: list[tuple[bytes, Change, Change | None]]) -> None:
-        values = await self._released_values([p for _, _, p in found if p is not None])
+        values = await self._released_values([c for _, c, _ in found] + [p for _, _, p in found if p])
         events = [_event(k, c, p, values) for k, c, p in found]
         self._rev = max(self._rev, meta.revision)
         self._index.release_values({k for k, _, _ in found})
@@ -870,8 +877,12 @@ def _change(row: Row) -> Change:
 
 
 def _kv(key: bytes, c: Change, values: dict[tuple[int, int], bytes] | None = None) -> KeyValue:
-    """The KeyValue of a live change; a released value is looked up in ``values``."""
-    value = c.value if c.value is not None else (values or {}).get((c.main, c.sub), b"")
+    """The KeyValue of a live change; with ``values`` (from ``_released_values``) its value is
+    taken from there, else from memory (the caller has not awaited since it found ``c``)."""
+    if values is not None:
+        value = values.get((c.main, c.sub), b"")
+    else:
+        value = c.value if c.value is not None else b""
     return KeyValue(key, c.create, c.main, c.version, value, c.lease)
 
 

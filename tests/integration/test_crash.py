@@ -23,7 +23,7 @@ from kine_py._pb.mvccpb.kv_pb2 import KeyValue
 from kine_py.testing import processes
 from kine_py.testing.processes import ServerProcess
 
-from .conftest import SERVER_PARAMS, Client, connect, require_etcd
+from .conftest import Client, connect, require_etcd
 
 pytestmark = [pytest.mark.kine, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -217,7 +217,9 @@ def server_factory(kind: str) -> Callable[[Path], ServerProcess]:
     return processes.kine_process
 
 
-@pytest.mark.parametrize("kind", SERVER_PARAMS)
+# kine-py only: the reference etcd 3.5.1 itself can lose acknowledged writes on SIGKILL
+# (etcd 3.5.0-3.5.2's crash data-loss bug, fixed in 3.5.3); seen here once in CI.
+@pytest.mark.parametrize("kind", ["kine"])
 def test_sigkill_under_load(tmp_path: Path, kind: str) -> None:
     """Three SIGKILL/restart cycles under 8 concurrent writers lose no acknowledged write."""
     make = server_factory(kind)
