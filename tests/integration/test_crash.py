@@ -23,7 +23,7 @@ from kine_py._pb.mvccpb.kv_pb2 import KeyValue
 from kine_py.testing import processes
 from kine_py.testing.processes import ServerProcess
 
-from .conftest import Client, connect, require_etcd
+from .conftest import Client, connect
 
 pytestmark = [pytest.mark.kine, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -209,21 +209,12 @@ def mark_restart(server: ServerProcess, ledger: Ledger, tag: str, header: int) -
     assert revision == header + 1, f"first write after restart got {revision}, store was at {header}"
 
 
-def server_factory(kind: str) -> Callable[[Path], ServerProcess]:
-    """kine-py or etcd on a data directory that survives restarts."""
-    if kind == "etcd":
-        require_etcd()
-        return processes.etcd_process
-    return processes.kine_process
-
-
 # kine-py only: the reference etcd 3.5.1 itself can lose acknowledged writes on SIGKILL
 # (etcd 3.5.0-3.5.2's crash data-loss bug, fixed in 3.5.3); seen here once in CI.
-@pytest.mark.parametrize("kind", ["kine"])
-def test_sigkill_under_load(tmp_path: Path, kind: str) -> None:
+def test_sigkill_under_load(tmp_path: Path) -> None:
     """Three SIGKILL/restart cycles under 8 concurrent writers lose no acknowledged write."""
-    make = server_factory(kind)
-    data = tmp_path / kind
+    make = processes.kine_process
+    data = tmp_path / "kine"
     server = make(data).start()
     ledger = Ledger()
     try:
