@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -123,6 +124,13 @@ def test_every_mode_has_a_values_file() -> None:
         ({"mode": "external", "externalDatabase": {"dsn": "sqlite:///x"}}, "does not match"),
         ({"tls": {"enabled": True}}, "non-empty|too short"),
         ({"raft": {"replicas": 4}}, "is not one of"),
+        ({"raft": {"replicas": 7}}, "is not one of"),
+        ({"raft": {"initialClusterState": "join"}}, "is not one of"),
+        ({"raft": {"peerPort": 2379}}, "should not be valid"),
+        ({"raft": {"peerTLS": {"enabled": True}}}, "non-empty|too short"),
+        ({"raft": {"podAntiAffinity": "always"}}, "is not one of"),
+        ({"raft": {"listenPeerUrls": "http://x:1"}}, "Additional properties"),
+        ({"mode": "raft", "persistence": {"accessModes": ["ReadWriteMany"]}}, "should not be valid"),
         ({"extraArgs": ["debug"]}, "does not match"),
         ({"persistance": {}}, "Additional properties"),
         ({"metrics": {"port": 2379}}, "should not be valid"),
@@ -192,15 +200,19 @@ def helm() -> Iterator[Helm]:
 def test_helm_lint(helm: Helm, mode: str, tmp_path: Path) -> None:
     """``helm lint`` with the mode's values (helm-sdkpy's Lint reads the chart's own
     values.yaml only, so a copy of the chart gets the merged values as its values.yaml)."""
+    assert_lints_clean(helm, mode_values(mode), tmp_path, mode)
+
+
+def assert_lints_clean(helm: Helm, values: dict[str, Any], tmp_path: Path, what: str) -> None:
     chart = tmp_path / CHART.name
     shutil.copytree(CHART, chart)
-    (chart / "values.yaml").write_text(yaml.safe_dump(mode_values(mode), sort_keys=False))
+    (chart / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     result = helm.lint(chart)
     assert result["TotalChartsLinted"] == 1
     # helm-sdkpy serialises Go errors as {}, so only the severity and the file are known;
     # `helm lint` or test_render below say what is wrong.
     problems = [m for m in result["Messages"] if m["Severity"] >= LINT_WARNING]
-    assert problems == [], f"helm lint ({mode}): {problems}; errors: {result['Errors']}"
+    assert problems == [], f"helm lint ({what}): {problems}; errors: {result['Errors']}"
 
 
 def test_helm_lint_finds_errors(helm: Helm, tmp_path: Path) -> None:
@@ -259,6 +271,7 @@ EXPECTED_KINDS = {
     "external": {"ServiceAccount": 1, "Service": 1, "Secret": 1, "Deployment": 1, "PodDisruptionBudget": 1},
     "external-secret": {"ServiceAccount": 1, "Service": 1, "Deployment": 1},
     "raft": {"ServiceAccount": 1, "Service": 2, "StatefulSet": 1, "PodDisruptionBudget": 1},
+    "raft-peer-tls": {"ServiceAccount": 1, "Service": 2, "StatefulSet": 1, "PodDisruptionBudget": 1},
 }
 
 
@@ -429,23 +442,261 @@ def test_render_external_with_existing_secret(rendered: dict[str, tuple[list[dic
     assert "Secret kine-py-mysql (key url)" in notes
 
 
-def test_render_raft_placeholder(rendered: dict[str, tuple[list[dict[str, Any]], str]]) -> None:
-    manifests, notes = rendered["raft"]
+HEADLESS = f"{FULLNAME}-headless"
+
+
+def member_host(pod: str) -> str:
+    return f"{pod}.{HEADLESS}.{NAMESPACE}.svc"
+
+
+def initial_cluster(replicas: int, scheme: str = "http", port: int = 2380) -> str:
+    pods = [f"{FULLNAME}-{i}" for i in range(replicas)]
+    return ",".join(f"{pod}={scheme}://{member_host(pod)}:{port}" for pod in pods)
+
+
+PEER_TLS_FLAGS = [
+    "--peer-cert-file=/etc/kine-py/peer-tls/tls.crt",
+    "--peer-key-file=/etc/kine-py/peer-tls/tls.key",
+    "--peer-trusted-ca-file=/etc/kine-py/peer-tls/ca.crt",
+]
+RAFT_SHAPES = [(3, False), (3, True), (5, False), (5, True)]
+
+
+def raft_overrides(replicas: int, peer_tls: bool) -> dict[str, Any]:
+    raft: dict[str, Any] = {"replicas": replicas}
+    if peer_tls:
+        raft["peerTLS"] = {"enabled": True, "secretName": "kine-py-peer"}
+    return {"mode": "raft", "raft": raft}
+
+
+@pytest.mark.parametrize(("replicas", "peer_tls"), RAFT_SHAPES)
+def test_helm_lint_raft(helm: Helm, replicas: int, peer_tls: bool, tmp_path: Path) -> None:
+    values = merge(mode_values("defaults"), raft_overrides(replicas, peer_tls))
+    assert_lints_clean(helm, values, tmp_path, f"raft, {replicas} members, peer TLS {peer_tls}")
+
+
+@pytest.fixture(scope="module")
+def raft_rendered(helm: Helm) -> dict[tuple[int, bool], tuple[list[dict[str, Any]], str]]:
+    renders = {}
+    for replicas, peer_tls in RAFT_SHAPES:
+        release = helm.install(raft_overrides(replicas, peer_tls))
+        manifests = [d for d in yaml.safe_load_all(release["manifest"]) if d]
+        renders[(replicas, peer_tls)] = (manifests, release["info"]["notes"])
+    return renders
+
+
+def headless_service(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [s for s in by_kind(manifests)["Service"] if s["spec"].get("clusterIP") == "None"]
+    return found
+
+
+def server_node_config(args: list[str], pod: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What kine-py itself makes of the pod's command line in raft mode: its parser, then the
+    Raft node's configuration (which checks the URLs and the flags' consistency)."""
+    from kine_py.backends import Endpoint
+    from kine_py.replication.setup import node_config
+
+    for name in [n for n in os.environ if n.startswith("KINE_")]:
+        monkeypatch.delenv(name)
+    config = parse_config([a.replace("$(POD_NAME)", pod) for a in args])
+    endpoint = Endpoint.parse(config.endpoint)
+    assert endpoint.scheme == "raft"
+    return node_config(config, endpoint.rest)
+
+
+@pytest.mark.parametrize(("replicas", "peer_tls"), RAFT_SHAPES)
+def test_render_raft(
+    raft_rendered: dict[tuple[int, bool], tuple[list[dict[str, Any]], str]],
+    replicas: int,
+    peer_tls: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifests, notes = raft_rendered[(replicas, peer_tls)]
+    assert {k: len(v) for k, v in by_kind(manifests).items()} == EXPECTED_KINDS["raft"]
     sts = workload(manifests)
-    assert sts["spec"]["replicas"] == 3
+    assert sts["kind"] == "StatefulSet"
+    assert sts["spec"]["replicas"] == replicas
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    headless = next(s for s in by_kind(manifests)["Service"] if s["spec"].get("clusterIP") == "None")
-    assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
-    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"client": 2379, "peer": 2380}
-    assert headless["spec"]["publishNotReadyAddresses"] is True
-    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
-    assert ports["peer"] == 2380
-    peers = env(manifests)["KINE_RAFT_PEERS"]["value"].split(",")
-    assert peers == [
-        f"{FULLNAME}-{i}={FULLNAME}-{i}.{FULLNAME}-headless.{NAMESPACE}.svc:2380" for i in range(3)
+    main = container(manifests)
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+
+    # The server's flags, every member in --initial-cluster.
+    scheme = "https" if peer_tls else "http"
+    args = main["args"]
+    expected = [
+        "--name=$(POD_NAME)",
+        "--endpoint=raft:///var/lib/kine-py/raft",
+        f"--initial-cluster={initial_cluster(replicas, scheme)}",
+        "--initial-cluster-state=new",
+        f"--initial-cluster-token={FULLNAME}",
+        f"--listen-peer-urls={scheme}://0.0.0.0:2380",
+        f"--initial-advertise-peer-urls={scheme}://{member_host('$(POD_NAME)')}:2380",
+        f"--advertise-client-urls=http://{member_host('$(POD_NAME)')}:2379",
+        "--heartbeat-interval=100",
+        "--election-timeout=1000",
+        "--snapshot-count=10000",
     ]
-    assert "--endpoint=raft+sqlite:///var/lib/kine-py/state.db" in container(manifests)["args"]
-    assert "raft mode is PLANNED" in notes
+    missing = [flag for flag in expected if flag not in args]
+    assert missing == [], args
+    assert len({flag_name(a) for a in args}) == len(args), "a flag given twice"
+    assert not any("raft+sqlite" in a or "state.db" in a for a in args)
+    assert [a for a in args if a.startswith("--peer-")] == (PEER_TLS_FLAGS if peer_tls else [])
+
+    # The pod's environment: POD_NAME for $(POD_NAME), no invented variables.
+    names = set(env(manifests))
+    assert names == {"POD_NAME"}
+    assert env(manifests)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "KINE_RAFT" not in json.dumps(sts)
+
+    # Peer port, probes on the metrics port, the data volume, the peer certificates.
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"client": 2379, "metrics": 8080, "peer": 2380}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    mounts = {m["name"]: m for m in main["volumeMounts"]}
+    assert mounts["data"]["mountPath"] == "/var/lib/kine-py"
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert "data" not in volumes  # the claim template provides it
+    if peer_tls:
+        assert mounts["peer-tls"] == {
+            "name": "peer-tls",
+            "mountPath": "/etc/kine-py/peer-tls",
+            "readOnly": True,
+        }
+        assert volumes["peer-tls"]["secret"]["secretName"] == "kine-py-peer"
+    else:
+        assert "peer-tls" not in mounts and "peer-tls" not in volumes
+
+    # Members spread over nodes (soft by default).
+    (spread,) = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+
+    # The headless Service: peer port, names published before the pods are ready.
+    headless = headless_service(manifests)
+    assert sts["spec"]["serviceName"] == headless["metadata"]["name"] == HEADLESS
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"client": 2379, "peer": 2380}
+    assert {p["name"]: p["targetPort"] for p in headless["spec"]["ports"]} == {
+        "client": "client",
+        "peer": "peer",
+    }
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert headless["spec"]["selector"].items() <= pod_labels.items()
+
+    # One member down at a time.
+    (budget,) = by_kind(manifests)["PodDisruptionBudget"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    # kine-py accepts each member's command line, and each finds itself in the cluster.
+    for i in range(replicas):
+        pod = f"{FULLNAME}-{i}"
+        node = server_node_config(args, pod, monkeypatch)
+        assert node.name == pod
+        assert [m.name for m in node.initial_cluster] == [f"{FULLNAME}-{j}" for j in range(replicas)]
+        (me,) = [m for m in node.initial_cluster if m.name == pod]
+        assert me.peer_urls == node.advertise_peer_urls == (f"{scheme}://{member_host(pod)}:2380",)
+        assert node.listen_peer_urls == (f"{scheme}://0.0.0.0:2380",)
+        assert node.client_urls == (f"http://{member_host(pod)}:2379",)
+        assert str(node.data_dir) == "/var/lib/kine-py/raft"
+        assert node.cluster_state == "new"
+        assert node.token == FULLNAME
+        assert node.snapshot_count == 10000
+        assert node.tick_seconds == pytest.approx(0.1)
+        assert node.election_ticks == 10
+        assert (node.tls is not None) is peer_tls
+
+    # NOTES: how to look at the cluster.
+    endpoints = ",".join(f"http://{member_host(f'{FULLNAME}-{i}')}:2379" for i in range(replicas))
+    assert f"etcdctl --endpoints={endpoints} endpoint status -w table" in notes
+    assert f"etcdctl --endpoints={endpoints} member list -w table" in notes
+    assert "PLANNED" not in notes
+
+
+def test_render_raft_values_file(
+    rendered: dict[str, tuple[list[dict[str, Any]], str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ci/raft-peer-tls-values.yaml: every raft value changed from its default."""
+    manifests, notes = rendered["raft-peer-tls"]
+    sts = workload(manifests)
+    assert sts["spec"]["replicas"] == 5
+    args = container(manifests)["args"]
+    for flag in (
+        f"--initial-cluster={initial_cluster(5, 'https', 12380)}",
+        "--initial-cluster-token=kine-prod",
+        "--listen-peer-urls=https://0.0.0.0:12380",
+        f"--initial-advertise-peer-urls=https://{member_host('$(POD_NAME)')}:12380",
+        f"--advertise-client-urls=https://{member_host('$(POD_NAME)')}:2379",
+        "--heartbeat-interval=200",
+        "--election-timeout=2000",
+        "--snapshot-count=50000",  # an integer, not Go's 5e+04
+        "--server-cert-file=/etc/kine-py/tls/tls.crt",
+        *PEER_TLS_FLAGS,
+    ):
+        assert flag in args
+    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
+    assert ports["peer"] == 12380
+    assert {p["name"]: p["port"] for p in headless_service(manifests)["spec"]["ports"]}["peer"] == 12380
+    (spread,) = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    node = server_node_config(args, f"{FULLNAME}-3", monkeypatch)
+    assert node.election_ticks == 10
+    assert node.tick_seconds == pytest.approx(0.2)
+    assert "mutual TLS from Secret kine-py-peer-tls" in notes
+    assert f"https://{member_host(f'{FULLNAME}-4')}:2379 endpoint status -w table" in notes
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ({"raft": {"replicas": 1}}, "single"),
+        ({"raft": {"initialClusterState": "existing"}}, "existing"),
+        ({"persistence": {"enabled": False}}, "ephemeral"),
+        ({"raft": {"podAntiAffinity": "none"}}, "no-spread"),
+        ({"affinity": {"nodeAffinity": {"x": "y"}}}, "own-affinity"),
+        ({"podDisruptionBudget": {"enabled": False, "maxUnavailable": 3}}, "budget"),
+    ],
+)
+def test_render_raft_variants(helm: Helm, override: dict[str, Any], check: str) -> None:
+    release = helm.install(merge({"mode": "raft"}, override))
+    manifests = [d for d in yaml.safe_load_all(release["manifest"]) if d]
+    notes = release["info"]["notes"]
+    sts = workload(manifests)
+    args = container(manifests)["args"]
+    pod = sts["spec"]["template"]["spec"]
+    budgets = by_kind(manifests).get("PodDisruptionBudget", [])
+    if check == "single":
+        assert sts["spec"]["replicas"] == 1
+        assert f"--initial-cluster={initial_cluster(1)}" in args
+        assert budgets == []  # nothing to keep up through a drain
+    elif check == "existing":
+        assert "--initial-cluster-state=existing" in args
+        assert f"--initial-cluster={initial_cluster(3)}" in args
+    elif check == "ephemeral":
+        assert "volumeClaimTemplates" not in sts["spec"]
+        assert {v["name"]: v for v in pod["volumes"]}["data"] == {"name": "data", "emptyDir": {}}
+        assert "A MEMBER'S DATA IS LOST WITH ITS POD" in notes
+    elif check == "no-spread":
+        assert "affinity" not in pod
+    elif check == "own-affinity":
+        assert pod["affinity"] == {"nodeAffinity": {"x": "y"}}
+    elif check == "budget":
+        (budget,) = budgets
+        assert budget["spec"]["maxUnavailable"] == 1
 
 
 @pytest.mark.parametrize(
@@ -462,6 +713,16 @@ def test_render_raft_placeholder(rendered: dict[str, tuple[list[dict[str, Any]],
             "/externalDatabase/tls/secretName': minLength",
             "externalDatabase.tls.enabled needs externalDatabase.tls.secretName",
         ),
+        (
+            {"mode": "raft", "raft": {"peerTLS": {"enabled": True}}},
+            "/raft/peerTLS/secretName': minLength",
+            "raft.peerTLS.enabled needs raft.peerTLS.secretName",
+        ),
+        (
+            {"mode": "raft", "raft": {"peerPort": 2379}},
+            "/raft/peerPort': 'not' failed",
+            "raft.peerPort must differ from the client port 2379 and from metrics.port",
+        ),
     ],
 )
 def test_render_refuses_bad_values(
@@ -472,6 +733,23 @@ def test_render_refuses_bad_values(
         helm.install(override)
     with pytest.raises(helm.sdk.InstallError, match=re.escape(template_says)):
         helm.install(override, skip_schema_validation=True)
+
+
+@pytest.mark.parametrize(
+    ("raft", "complaint"),
+    [
+        (
+            {"heartbeatInterval": 300, "electionTimeout": 1000},
+            "raft.electionTimeout must be at least 5 times",
+        ),
+        ({"peerPort": 8080}, "raft.peerPort must differ from the client port 2379 and from metrics.port"),
+    ],
+)
+def test_render_refuses_bad_raft_timing_and_ports(helm: Helm, raft: dict[str, Any], complaint: str) -> None:
+    """What the schema cannot say: kine-py refuses these too (--election-timeout < 5 x
+    --heartbeat-interval), or the ports would collide."""
+    with pytest.raises(helm.sdk.InstallError, match=re.escape(complaint)):
+        helm.install({"mode": "raft", "raft": raft})
 
 
 def test_render_with_the_helm_binary_when_there_is_one(

@@ -79,6 +79,20 @@ dsn
 {{- if and (eq .Values.mode "external") .Values.externalDatabase.tls.enabled (not .Values.externalDatabase.tls.secretName) }}
 {{- fail "externalDatabase.tls.enabled needs externalDatabase.tls.secretName" }}
 {{- end }}
+{{- if eq .Values.mode "raft" }}
+{{- if and .Values.raft.peerTLS.enabled (not .Values.raft.peerTLS.secretName) }}
+{{- fail "raft.peerTLS.enabled needs raft.peerTLS.secretName (a Secret with tls.crt, tls.key and ca.crt)" }}
+{{- end }}
+{{- if lt (int .Values.raft.replicas) 1 }}
+{{- fail "raft.replicas must be at least 1" }}
+{{- end }}
+{{- if or (le (int .Values.raft.heartbeatInterval) 0) (lt (int .Values.raft.electionTimeout) (mul 5 (int .Values.raft.heartbeatInterval))) }}
+{{- fail "raft.electionTimeout must be at least 5 times raft.heartbeatInterval (and raft.heartbeatInterval positive)" }}
+{{- end }}
+{{- if or (eq (int .Values.raft.peerPort) 2379) (eq (int .Values.raft.peerPort) (int .Values.metrics.port)) }}
+{{- fail "raft.peerPort must differ from the client port 2379 and from metrics.port" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* kine-py's command-line flags for the selected mode. */}}
@@ -89,7 +103,21 @@ dsn
 {{- if eq .Values.mode "sqlite" }}
 - --endpoint=sqlite:///var/lib/kine-py/state.db
 {{- else if eq .Values.mode "raft" }}
-- --endpoint=raft+sqlite:///var/lib/kine-py/state.db
+- --endpoint=raft:///var/lib/kine-py/raft
+- --initial-cluster={{ include "kine-py.raftInitialCluster" . }}
+- --initial-cluster-state={{ .Values.raft.initialClusterState }}
+- --initial-cluster-token={{ include "kine-py.raftToken" . }}
+- --listen-peer-urls={{ include "kine-py.raftPeerScheme" . }}://0.0.0.0:{{ int .Values.raft.peerPort }}
+- --initial-advertise-peer-urls={{ include "kine-py.raftPeerScheme" . }}://{{ include "kine-py.raftMemberHost" (list . "$(POD_NAME)") }}:{{ int .Values.raft.peerPort }}
+- --advertise-client-urls={{ include "kine-py.clientScheme" . }}://{{ include "kine-py.raftMemberHost" (list . "$(POD_NAME)") }}:2379
+- --heartbeat-interval={{ int .Values.raft.heartbeatInterval }}
+- --election-timeout={{ int .Values.raft.electionTimeout }}
+- --snapshot-count={{ int64 .Values.raft.snapshotCount }}
+{{- if .Values.raft.peerTLS.enabled }}
+- --peer-cert-file=/etc/kine-py/peer-tls/tls.crt
+- --peer-key-file=/etc/kine-py/peer-tls/tls.key
+- --peer-trusted-ca-file=/etc/kine-py/peer-tls/ca.crt
+{{- end }}
 {{- end }}
 - --log-format={{ .Values.server.logFormat }}
 {{- if .Values.server.debug }}
@@ -176,14 +204,6 @@ spec:
             secretKeyRef:
               name: {{ include "kine-py.dsnSecretName" . }}
               key: {{ include "kine-py.dsnSecretKey" . }}
-        {{- else if eq .Values.mode "raft" }}
-        # PLANNED: provisional names, read by the server once raft mode exists.
-        - name: KINE_RAFT_LISTEN_ADDRESS
-          value: "0.0.0.0:{{ int .Values.raft.peerPort }}"
-        - name: KINE_RAFT_ADVERTISE_ADDRESS
-          value: "$(POD_NAME).{{ include "kine-py.headlessName" . }}.{{ .Release.Namespace }}.svc:{{ int .Values.raft.peerPort }}"
-        - name: KINE_RAFT_PEERS
-          value: {{ include "kine-py.raftPeers" . | quote }}
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -233,6 +253,11 @@ spec:
           mountPath: /etc/kine-py/db-tls
           readOnly: true
         {{- end }}
+        {{- if and (eq .Values.mode "raft") .Values.raft.peerTLS.enabled }}
+        - name: peer-tls
+          mountPath: /etc/kine-py/peer-tls
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -260,13 +285,37 @@ spec:
         secretName: {{ .Values.externalDatabase.tls.secretName }}
         defaultMode: 0440
     {{- end }}
+    {{- if and (eq .Values.mode "raft") .Values.raft.peerTLS.enabled }}
+    - name: peer-tls
+      secret:
+        secretName: {{ .Values.raft.peerTLS.secretName }}
+        defaultMode: 0440
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .Values.affinity }}
+  {{- if .Values.affinity }}
   affinity:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml .Values.affinity | nindent 4 }}
+  {{- else if and (eq .Values.mode "raft") (eq .Values.raft.podAntiAffinity "soft") }}
+  affinity:
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "kine-py.selectorLabels" . | nindent 16 }}
+  {{- else if and (eq .Values.mode "raft") (eq .Values.raft.podAntiAffinity "hard") }}
+  affinity:
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        - topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "kine-py.selectorLabels" . | nindent 14 }}
   {{- end }}
   {{- with .Values.topologySpreadConstraints }}
   topologySpreadConstraints:
@@ -278,13 +327,45 @@ spec:
   {{- end }}
 {{- end }}
 
-{{/* PLANNED (raft mode): every member's peer URL, name=host:port, comma-separated. */}}
-{{- define "kine-py.raftPeers" -}}
-{{- $fullname := include "kine-py.fullname" . }}
-{{- $headless := include "kine-py.headlessName" . }}
-{{- $peers := list }}
-{{- range $i := until (int .Values.raft.replicas) }}
-{{- $peers = append $peers (printf "%s-%d=%s-%d.%s.%s.svc:%d" $fullname $i $fullname $i $headless $.Release.Namespace (int $.Values.raft.peerPort)) }}
+{{/* Raft mode. */}}
+{{/* http, or https with peer TLS (the certificate flags turn TLS on; the scheme says so). */}}
+{{- define "kine-py.raftPeerScheme" -}}
+{{- if .Values.raft.peerTLS.enabled }}https{{ else }}http{{ end }}
 {{- end }}
-{{- join "," $peers }}
+
+{{- define "kine-py.clientScheme" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{- define "kine-py.raftToken" -}}
+{{- default (include "kine-py.fullname" .) .Values.raft.initialClusterToken }}
+{{- end }}
+
+{{/* A member's DNS name through the headless Service: (list $ "pod-name"). */}}
+{{- define "kine-py.raftMemberHost" -}}
+{{- $root := index . 0 }}
+{{- printf "%s.%s.%s.svc" (index . 1) (include "kine-py.headlessName" $root) $root.Release.Namespace }}
+{{- end }}
+
+{{/* --initial-cluster: NAME=PEER_URL for every member, the pods <fullname>-0 .. -(replicas-1). */}}
+{{- define "kine-py.raftInitialCluster" -}}
+{{- $fullname := include "kine-py.fullname" . }}
+{{- $scheme := include "kine-py.raftPeerScheme" . }}
+{{- $members := list }}
+{{- range $i := until (int .Values.raft.replicas) }}
+{{- $pod := printf "%s-%d" $fullname $i }}
+{{- $members = append $members (printf "%s=%s://%s:%d" $pod $scheme (include "kine-py.raftMemberHost" (list $ $pod)) (int $.Values.raft.peerPort)) }}
+{{- end }}
+{{- join "," $members }}
+{{- end }}
+
+{{/* Client endpoints of every member, for etcdctl in NOTES.txt. */}}
+{{- define "kine-py.raftClientEndpoints" -}}
+{{- $fullname := include "kine-py.fullname" . }}
+{{- $scheme := include "kine-py.clientScheme" . }}
+{{- $endpoints := list }}
+{{- range $i := until (int .Values.raft.replicas) }}
+{{- $endpoints = append $endpoints (printf "%s://%s:2379" $scheme (include "kine-py.raftMemberHost" (list $ (printf "%s-%d" $fullname $i)))) }}
+{{- end }}
+{{- join "," $endpoints }}
 {{- end }}
