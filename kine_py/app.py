@@ -12,8 +12,10 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from kine_py import backends
+from kine_py.cluster import ClusterControl
 from kine_py.config import Config, grpc_address, is_loopback, split_host_port
 from kine_py.metrics import Gauges, Metrics
+from kine_py.mvcc.log import Log
 from kine_py.mvcc.store import Store, StoreConfig
 from kine_py.server.grpc_server import build_server
 from kine_py.server.http import HttpEndpoints
@@ -25,8 +27,11 @@ log = logging.getLogger("kine_py")
 SHUTDOWN_GRACE = 5.0
 
 
-def _store(config: Config, metrics: Metrics) -> tuple[Store, backends.Endpoint]:
-    endpoint = backends.Endpoint.parse(config.endpoint)
+def _log(config: Config, endpoint: backends.Endpoint, metrics: Metrics) -> Log:
+    if endpoint.scheme == "raft":
+        from kine_py.replication.setup import open_raft_log
+
+        return open_raft_log(config, endpoint.rest, metrics)
     options = backends.BackendOptions(
         ca_file=config.ca_file,
         cert_file=config.cert_file,
@@ -35,12 +40,18 @@ def _store(config: Config, metrics: Metrics) -> tuple[Store, backends.Endpoint]:
         poll_interval=config.poll_interval,
         observer=metrics,
     )
+    return backends.open_log(endpoint, options)
+
+
+def _store(config: Config, metrics: Metrics) -> tuple[Store, backends.Endpoint, Log]:
+    endpoint = backends.Endpoint.parse(config.endpoint)
     store_config = StoreConfig(
         max_txn_ops=config.max_txn_ops,
         max_request_bytes=config.max_request_bytes,
         poll_interval=config.poll_interval,
     )
-    return Store(backends.open_log(endpoint, options), store_config, observer=metrics), endpoint
+    log_backend = _log(config, endpoint, metrics)
+    return Store(log_backend, store_config, observer=metrics), endpoint, log_backend
 
 
 def _gauges(store: Store, db_size: list[int]) -> Gauges:
@@ -96,12 +107,16 @@ async def _metrics_port(config: Config, store: Store, registry: CollectorRegistr
     return http
 
 
+def _cluster_control(log_backend: Log) -> ClusterControl | None:
+    return log_backend if isinstance(log_backend, ClusterControl) else None
+
+
 async def serve(config: Config, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then shut down: stop accepting, end watches, give
     in-flight calls ``SHUTDOWN_GRACE`` seconds, close the database."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, slow_sql_threshold=config.slow_sql_threshold)
-    store, endpoint = _store(config, metrics)
+    store, endpoint, log_backend = _store(config, metrics)
     await store.start()
     status = await store.status()
     server, health, http = None, None, None
@@ -109,7 +124,12 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
         http = await _metrics_port(config, store, registry)
         _, client_url = grpc_address(config.listen_address)
         identity = Identity(
-            status.cluster_id, status.member_id, config.name, (client_url,), config.emulated_etcd_version
+            status.cluster_id,
+            status.member_id,
+            config.name,
+            (client_url,),
+            config.emulated_etcd_version,
+            cluster=_cluster_control(log_backend),
         )
         server, health = build_server(
             store,

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--endpoint",
         default=_env("ENDPOINT", DEFAULT_ENDPOINT),
-        help=f"the storage DSN; sqlite://PATH (KINE_ENDPOINT; default {DEFAULT_ENDPOINT})",
+        help="the storage DSN: sqlite://PATH, postgres://..., mysql://..., or raft://DATA_DIR for the "
+        f"built-in replicated mode (KINE_ENDPOINT; default {DEFAULT_ENDPOINT})",
     )
     p.add_argument("--name", default=_env("NAME", "default"), help="member name in MemberList (KINE_NAME)")
     p.add_argument(
@@ -142,8 +143,74 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often to check the database for other processes' writes (KINE_POLL_INTERVAL; "
         "default 100ms; PostgreSQL is also notified at once by LISTEN/NOTIFY)",
     )
+    _raft_flags(p)
     p.add_argument("--version", action="version", version=f"kine-py {__version__}")
     return p
+
+
+def _raft_flags(p: argparse.ArgumentParser) -> None:
+    raft = p.add_argument_group("Raft mode (--endpoint raft://DATA_DIR; etcd's flag names)")
+    raft.add_argument(
+        "--initial-cluster",
+        default=_env("INITIAL_CLUSTER", ""),
+        help="NAME=PEER_URL,... of the first members (KINE_INITIAL_CLUSTER; default: just this one)",
+    )
+    raft.add_argument(
+        "--initial-cluster-state",
+        choices=["new", "existing"],
+        default=_env("INITIAL_CLUSTER_STATE", "new"),
+        help="new: bootstrap with --initial-cluster; existing: join after `member add` "
+        "(KINE_INITIAL_CLUSTER_STATE; default new)",
+    )
+    raft.add_argument(
+        "--initial-cluster-token",
+        default=_env("INITIAL_CLUSTER_TOKEN", "kine-py-cluster"),
+        help="makes member and cluster ids unique per cluster (KINE_INITIAL_CLUSTER_TOKEN)",
+    )
+    raft.add_argument(
+        "--listen-peer-urls",
+        default=_env("LISTEN_PEER_URLS", "http://127.0.0.1:2380"),
+        help="where other members connect (KINE_LISTEN_PEER_URLS; default http://127.0.0.1:2380)",
+    )
+    raft.add_argument(
+        "--initial-advertise-peer-urls",
+        default=_env("INITIAL_ADVERTISE_PEER_URLS", ""),
+        help="this member's peer URLs as others reach them (KINE_INITIAL_ADVERTISE_PEER_URLS; "
+        "default --listen-peer-urls)",
+    )
+    raft.add_argument(
+        "--advertise-client-urls",
+        default=_env("ADVERTISE_CLIENT_URLS", ""),
+        help="client URLs shown in MemberList (KINE_ADVERTISE_CLIENT_URLS; default --listen-address)",
+    )
+    for flag, what in (("cert", "certificate"), ("key", "key"), ("trusted-ca", "CA for mutual TLS")):
+        env = f"PEER_{flag.upper().replace('-', '_')}_FILE"
+        raft.add_argument(f"--peer-{flag}-file", default=_env(env, ""), help=f"peer TLS {what} (KINE_{env})")
+    raft.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=int(_env("HEARTBEAT_INTERVAL", "100")),
+        help="milliseconds between leader heartbeats (KINE_HEARTBEAT_INTERVAL; default 100)",
+    )
+    raft.add_argument(
+        "--election-timeout",
+        type=int,
+        default=int(_env("ELECTION_TIMEOUT", "1000")),
+        help="milliseconds without a leader before an election (KINE_ELECTION_TIMEOUT; default 1000)",
+    )
+    raft.add_argument(
+        "--snapshot-count",
+        type=int,
+        default=int(_env("SNAPSHOT_COUNT", "10000")),
+        help="applied entries between Raft log compactions (KINE_SNAPSHOT_COUNT; default 10000)",
+    )
+    raft.add_argument(
+        "--snapshot-catchup-entries",
+        type=int,
+        default=int(_env("SNAPSHOT_CATCHUP_ENTRIES", "5000")),
+        help="entries kept after a compaction for slow followers; one further behind gets a "
+        "snapshot (KINE_SNAPSHOT_CATCHUP_ENTRIES; default 5000)",
+    )
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
@@ -168,6 +235,19 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         trusted_ca_file=args.trusted_ca_file,
         metrics_bind_address=args.metrics_bind_address,
         slow_sql_threshold=args.slow_sql_threshold,
+        initial_cluster=args.initial_cluster,
+        initial_cluster_state=args.initial_cluster_state,
+        initial_cluster_token=args.initial_cluster_token,
+        listen_peer_urls=args.listen_peer_urls,
+        initial_advertise_peer_urls=args.initial_advertise_peer_urls,
+        advertise_client_urls=args.advertise_client_urls,
+        peer_cert_file=args.peer_cert_file,
+        peer_key_file=args.peer_key_file,
+        peer_trusted_ca_file=args.peer_trusted_ca_file,
+        heartbeat_interval=args.heartbeat_interval / 1000,
+        election_timeout=args.election_timeout / 1000,
+        snapshot_count=args.snapshot_count,
+        snapshot_catchup_entries=args.snapshot_catchup_entries,
     )
 
 

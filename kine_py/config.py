@@ -31,6 +31,20 @@ class Config:
     trusted_ca_file: str = ""
     metrics_bind_address: str = "127.0.0.1:8080"
     slow_sql_threshold: float = 1.0
+    # Raft mode (--endpoint raft://DATA_DIR); etcd's flag names.
+    initial_cluster: str = ""
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "kine-py-cluster"
+    listen_peer_urls: str = "http://127.0.0.1:2380"
+    initial_advertise_peer_urls: str = ""
+    advertise_client_urls: str = ""
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    heartbeat_interval: float = 0.1
+    election_timeout: float = 1.0
+    snapshot_count: int = 10_000
+    snapshot_catchup_entries: int = 5_000
 
 
 def is_loopback(address: str) -> bool:

@@ -13,7 +13,11 @@ Hierarchy::
         LeaseExistsError       (FAILED_PRECONDITION)
         LeaseTTLTooLargeError  (OUT_OF_RANGE)
       UnavailableError         (UNAVAILABLE)
-        BackendUnavailableError, ServerStoppedError
+        BackendUnavailableError, ServerStoppedError,
+        NoLeaderError, NotLeaderError, LeaderChangedError, RequestTimeoutError  (Raft mode)
+      MembershipError          Cluster API refusals (Raft mode): MemberNotFoundError (NOT_FOUND),
+        MemberExistsError, PeerURLExistsError, MemberNotLearnerError, LearnerNotReadyError,
+        BadLeaderTransfereeError (FAILED_PRECONDITION), MemberBadURLsError (INVALID_ARGUMENT)
       RevisionConflictError    another writer advanced the log; never leaves the store
       UnsupportedError(field)  (UNIMPLEMENTED)
 """
@@ -98,6 +102,54 @@ class BackendUnavailableError(UnavailableError):
 
 
 class ServerStoppedError(UnavailableError):
+    pass
+
+
+class NoLeaderError(UnavailableError):
+    """Raft mode: no leader is known, so nothing can be committed now."""
+
+
+class NotLeaderError(UnavailableError):
+    """Raft mode: the request must go to the leader (MoveLeader)."""
+
+
+class LeaderChangedError(UnavailableError):
+    """Raft mode: the leader changed while the request waited; it may or may not have applied."""
+
+
+class RequestTimeoutError(UnavailableError):
+    """Raft mode: not committed in time; it may or may not apply later."""
+
+
+class MembershipError(KineError):
+    pass
+
+
+class MemberNotFoundError(MembershipError):
+    pass
+
+
+class MemberExistsError(MembershipError):
+    pass
+
+
+class PeerURLExistsError(MembershipError):
+    pass
+
+
+class MemberNotLearnerError(MembershipError):
+    pass
+
+
+class LearnerNotReadyError(MembershipError):
+    pass
+
+
+class BadLeaderTransfereeError(MembershipError):
+    pass
+
+
+class MemberBadURLsError(MembershipError):
     pass
 
 

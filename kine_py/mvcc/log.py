@@ -120,6 +120,12 @@ class Log(Protocol):
         """The committed meta, as the database has it now."""
         ...
 
+    async def barrier(self) -> None:
+        """Before a linearizable read: return once ``meta`` reflects every write committed
+        (by any process) before the call. A SQL database is its own barrier (no-op); a
+        replicated log waits for a ReadIndex. Raises ``UnavailableError`` subclasses."""
+        ...
+
     def follow(self, on_change: Callable[[], None], interval: float) -> None:
         """For a shared log: call ``on_change`` from any thread whenever another process may
         have written (at once where the database can notify, else by polling)."""

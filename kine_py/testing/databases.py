@@ -1,7 +1,9 @@
 """Throwaway databases on the machine's PostgreSQL and MariaDB/MySQL, for tests.
 
-``KINE_TEST_BACKEND`` (sqlite | postgres | mysql) chooses the storage of every
-kine-py a test starts; SQLite by default. The servers come from
+``KINE_TEST_BACKEND`` (sqlite | postgres | mysql | raft) chooses the storage of every
+kine-py a test starts; SQLite by default. ``raft`` makes every kine-py a member of its
+own 3-replica Raft cluster (``kine_py.testing.processes.kine_process`` starts the two
+other members beside it). The servers come from
 ``KINE_TEST_POSTGRES`` and ``KINE_TEST_MYSQL`` (DSNs without a database), with
 this project's machines' defaults. Each kine-py data directory gets its own
 database, named after the directory, so a restart on the same directory finds
@@ -22,8 +24,8 @@ _created: set[tuple[str, str]] = set()
 
 def backend() -> str:
     name = os.environ.get("KINE_TEST_BACKEND", "sqlite").lower()
-    if name not in ("sqlite", "postgres", "mysql"):
-        raise ValueError(f"KINE_TEST_BACKEND={name!r}: use sqlite, postgres or mysql")
+    if name not in ("sqlite", "postgres", "mysql", "raft"):
+        raise ValueError(f"KINE_TEST_BACKEND={name!r}: use sqlite, postgres, mysql or raft")
     return name
 
 
@@ -36,6 +38,8 @@ def endpoint_for(data_dir: Path, which: str | None = None) -> str:
     which = which or backend()
     if which == "sqlite":
         return f"sqlite://{data_dir / 'state.db'}"
+    if which == "raft":
+        return f"raft://{data_dir / 'raft'}"
     name = database_name(data_dir)
     _created.add((which, name))
     return f"{POSTGRES}/{name}" if which == "postgres" else f"{MYSQL}/{name}"
