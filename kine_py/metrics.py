@@ -94,6 +94,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # labels() takes a lock and builds a key on every call; resolve each child once.
+        self._call_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._sql_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     @staticmethod
     def add_gauges_to(registry: CollectorRegistry, gauges: Gauges) -> None:
@@ -104,14 +107,29 @@ class Metrics:
     def query(self, name: str, seconds: float, error: BaseException | None) -> None:
         """One SQL statement (or group of statements) ran."""
         code = "" if error is None else type(error).__name__
-        self.sql_total.labels(name, code).inc()
-        self.sql_time.labels(name).observe(seconds)
+        key = (name, code)
+        children = self._sql_children.get(key)
+        if children is None:
+            children = self._sql_children[key] = (
+                self.sql_total.labels(name, code),
+                self.sql_time.labels(name),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if seconds >= self.slow_sql_threshold:
             log.warning("slow SQL %s took %.3fs%s", name, seconds, f" ({code})" if code else "")
 
     def call_done(self, method: str, code: str, seconds: float) -> None:
-        self.grpc_total.labels(method, code).inc()
-        self.grpc_time.labels(method).observe(seconds)
+        """One gRPC call ended (on the event loop, once per call: kept cheap)."""
+        key = (method, code)
+        children = self._call_children.get(key)
+        if children is None:
+            children = self._call_children[key] = (
+                self.grpc_total.labels(method, code),
+                self.grpc_time.labels(method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def committed(self, requests: int, seconds: float) -> None:
         self.batch_size.observe(requests)

@@ -9,6 +9,17 @@ batch; readers always pass the committed revision, so they never see them, and
 Values are held for the newest change of each key; an older change may have
 ``value is None`` (released to save memory), and the store then fetches it
 from the log by its revision.
+
+Counting without walking: a Range returns how many keys its range holds, so a
+page of 500 keys out of 10,000 would otherwise visit all 10,000. The index
+keeps, for the *committed* revision only (the store tells it with ``commit``
+after each durable commit, and ``loaded`` after loading), the sorted list of
+live keys — a count at the committed revision is two bisections — and the
+list of liveness transitions (creations and deletions, by revision) since the
+compact revision: a count at an older revision R is the count at the committed
+revision corrected for the keys that were created or deleted after R. Updates
+of existing keys, however many, cost nothing there. Reads at any other
+revision (a Txn reading its own uncommitted writes) walk the keys.
 """
 
 from __future__ import annotations
@@ -35,12 +46,20 @@ def _main(change: Change) -> int:
     return change.main
 
 
+def _rev_of(item: tuple[int, bytes]) -> int:
+    return item[0]
+
+
 class KeyIndex:
     """Sorted keys plus each key's history. Owned by the store; single-threaded (asyncio)."""
 
     def __init__(self) -> None:
         self._keys: list[bytes] = []
         self._history: dict[bytes, list[Change]] = {}
+        # For the committed revision (None until the store says what it is): see the module doc.
+        self._committed: int | None = None
+        self._live: list[bytes] = []
+        self._transitions: list[tuple[int, bytes]] = []  # (revision, key), by revision
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -85,6 +104,143 @@ class KeyIndex:
             if change is not None:
                 yield k, change
 
+    def page(
+        self, key: bytes, end: bytes | None, at_rev: int, limit: int, *, count_only: bool = False
+    ) -> tuple[list[tuple[bytes, Change]], int]:
+        """The first ``limit`` (0: all) live changes visible at ``at_rev`` in [key, end), in key
+        order, and how many live keys the whole range holds at ``at_rev``.
+
+        ``end`` None: only ``key``; b"": every key >= ``key``. With ``count_only`` no
+        changes are returned.
+        """
+        if end is None:
+            change = self.get(key, at_rev)
+            return ([] if change is None or count_only else [(key, change)]), int(change is not None)
+        total = self._count(key, end, at_rev)
+        if total is None:
+            return self._walk(key, end, at_rev, 0 if count_only else limit, count_only)
+        if count_only or total == 0:
+            return [], total
+        if not limit:
+            return self._walk(key, end, at_rev, 0, False)[0], total
+        keys = self._live if at_rev == self._committed else self._keys
+        return self._leading(keys, key, end, at_rev, limit), total
+
+    def _leading(
+        self, keys: list[bytes], key: bytes, end: bytes, at_rev: int, limit: int
+    ) -> list[tuple[bytes, Change]]:
+        found: list[tuple[bytes, Change]] = []
+        get = self.get
+        for i in range(bisect.bisect_left(keys, key), len(keys)):
+            k = keys[i]
+            if end and k >= end:
+                break
+            change = get(k, at_rev)
+            if change is not None:
+                found.append((k, change))
+                if len(found) == limit:
+                    break
+        return found
+
+    def _walk(
+        self, key: bytes, end: bytes, at_rev: int, limit: int, count_only: bool
+    ) -> tuple[list[tuple[bytes, Change]], int]:
+        """Visit every key of the range: the changes (up to ``limit``) and the live count."""
+        found: list[tuple[bytes, Change]] = []
+        total = 0
+        keys, history = self._keys, self._history
+        for i in range(bisect.bisect_left(keys, key), len(keys)):
+            k = keys[i]
+            if end and k >= end:
+                break
+            changes = history[k]
+            change = changes[-1]
+            if change.main > at_rev:
+                j = bisect.bisect_right(changes, at_rev, key=_main)
+                if j == 0:
+                    continue
+                change = changes[j - 1]
+            if change.deleted:
+                continue
+            total += 1
+            if not count_only and (not limit or len(found) < limit):
+                found.append((k, change))
+        return found, total
+
+    def _count(self, key: bytes, end: bytes, at_rev: int) -> int | None:
+        """Live keys in [key, end) at ``at_rev`` from the committed state; None if that
+        cannot answer (a revision above the committed one, or too much churn since)."""
+        committed = self._committed
+        if committed is None or at_rev > committed:
+            return None
+        live = self._live
+        lo = bisect.bisect_left(live, key)
+        hi = bisect.bisect_left(live, end, lo) if end else len(live)
+        total = hi - lo
+        if at_rev == committed:
+            return total
+        transitions = self._transitions
+        first = bisect.bisect_right(transitions, at_rev, key=_rev_of)
+        if len(transitions) - first > max(64, total):
+            return None  # walking the range is cheaper
+        seen: set[bytes] = set()
+        for _, k in transitions[first:]:
+            if k in seen or k < key or (end and k >= end):
+                continue
+            seen.add(k)
+            now = self.get(k, committed) is not None
+            then = self.get(k, at_rev) is not None
+            total += int(then) - int(now)
+        return total
+
+    def commit(self, keys: Iterable[bytes], base: int, revision: int) -> None:
+        """The changes of ``keys`` above ``base``, up to ``revision``, are durable: the
+        committed revision moves from ``base`` to ``revision`` (writer only)."""
+        if self._committed is None:
+            return
+        new: list[tuple[int, bytes]] = []
+        for key in keys:
+            changes = self._history.get(key, [])
+            i = len(changes)
+            while i > 0 and changes[i - 1].main > base:
+                i -= 1
+            live = i > 0 and not changes[i - 1].deleted
+            was = live
+            for change in changes[i:]:
+                if change.main > revision:
+                    break
+                if change.deleted == live:
+                    live = not live
+                    new.append((change.main, key))
+            if live != was:
+                if live:
+                    bisect.insort(self._live, key)
+                else:
+                    del self._live[bisect.bisect_left(self._live, key)]
+        new.sort()
+        self._transitions.extend(new)
+        self._committed = revision
+
+    def loaded(self, revision: int, compact: int) -> None:
+        """Everything up to ``revision`` is committed (after loading from the log): build
+        the live list and the transitions above ``compact`` from the histories."""
+        self._live = []
+        transitions: list[tuple[int, bytes]] = []
+        for key in self._keys:
+            live = False
+            for change in self._history[key]:
+                if change.main > revision:
+                    break
+                if change.deleted == live:
+                    live = not live
+                    if change.main > compact:
+                        transitions.append((change.main, key))
+            if live:
+                self._live.append(key)
+        transitions.sort()
+        self._transitions = transitions
+        self._committed = revision
+
     def add(self, key: bytes, change: Change) -> None:
         """Append ``change`` as the newest change of ``key`` (its revision must be the highest)."""
         history = self._history.get(key)
@@ -125,6 +281,8 @@ class KeyIndex:
         """
         removed: list[tuple[int, int]] = []
         emptied = False
+        # Reads below ``at_rev`` are refused from now on: older transitions are not needed.
+        del self._transitions[: bisect.bisect_right(self._transitions, at_rev, key=_rev_of)]
         for history in self._history.values():
             if history[0].main > at_rev:
                 continue

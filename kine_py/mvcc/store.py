@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -79,6 +80,7 @@ from kine_py.mvcc.txn_eval import (
     compare_kv,
     is_read_only,
 )
+from kine_py.mvcc.values import ValueCache
 from kine_py.mvcc.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,7 @@ class Store:
         self.observer: StoreObserver = observer or _NoObserver()
         self._cfg = config or StoreConfig()
         self._index = KeyIndex()
+        self._value_cache = ValueCache()
         self._rev = 1
         self._compact = -1
         self._cluster_id = 0
@@ -212,6 +215,9 @@ class Store:
         self._lease_version = meta.lease_version
         await self._load()
         await self._load_leases()
+        # The index just loaded lives as long as the process: keep the cyclic GC from
+        # walking it on every full collection (it holds no reference cycles to collect).
+        gc.freeze()
         self.hub.reset()
         if self._compact > 0:
             self._schedule_delete(self._index.compact(self._compact))
@@ -243,6 +249,7 @@ class Store:
             if len(rows) < len(batch):
                 break
             cursor = (batch[-1].main, batch[-1].sub)
+        self._index.loaded(self._rev, self._compact)
 
     async def _load_leases(self) -> None:
         self.lessor.ids = LeaseIds(self._member_id, int(self.lessor.clock() * 1000))
@@ -297,16 +304,9 @@ class Store:
 
     async def _range_at(self, op: RangeOp, at: int, current: int) -> RangeResult:
         end = ranges.end_bound(op.range_end)
-        found = self._index.range(op.key, end, at)
+        items, total = self._index.page(op.key, end, at, ranges.fetch_limit(op), count_only=op.count_only)
         if op.count_only:
-            return RangeResult(current, [], False, sum(1 for _ in found))
-        limit = ranges.fetch_limit(op)
-        items: list[tuple[bytes, Change]] = []
-        total = 0
-        for item in found:
-            total += 1
-            if not limit or len(items) < limit:
-                items.append(item)
+            return RangeResult(current, [], False, total)
         kvs = await self._key_values(items, ranges.needs_values(op))
         kvs, more = ranges.finish(op, kvs)
         return RangeResult(current, kvs, more, total)
@@ -315,6 +315,13 @@ class Store:
         """KeyValues for index entries, fetching released values from the log when needed."""
         if not with_values:
             return [KeyValue(k, c.create, c.main, c.version, b"", c.lease) for k, c in items]
+        kvs = [
+            KeyValue(k, c.create, c.main, c.version, c.value, c.lease)
+            for k, c in items
+            if c.value is not None
+        ]
+        if len(kvs) == len(items):  # all in memory (the usual case: current values)
+            return kvs
         values = await self._released_values([c for _, c in items])
         return [_kv(k, c, values) for k, c in items]
 
@@ -338,16 +345,18 @@ class Store:
         Raises CompactedError if one is gone: compaction removed it while we read.
         """
         values: dict[tuple[int, int], bytes] = {}
-        missing = set()
+        released = set()
         for c in changes:
             if c.value is not None:
                 values[(c.main, c.sub)] = c.value
             elif not c.deleted:
-                missing.add((c.main, c.sub))
+                released.add((c.main, c.sub))
+        missing = self._value_cache.take(released, values)
         if missing:
-            fetched = await self._log.values(list(missing))
+            fetched = await self._log.values(missing)
             if len(fetched) < len(missing):
                 raise CompactedError()
+            self._value_cache.put(fetched)
             values.update(fetched)
         return values
 
@@ -394,6 +403,7 @@ class Store:
     async def delete_range(self, op: DeleteOp, request_size: int = 0) -> DeleteResult:
         check_delete(op)
         self._check_size(request_size)
+        await self._sync()  # a delete that finds nothing writes nothing, so it must not answer stale
         result = await self._submit(op)
         assert isinstance(result, DeleteResult)
         return result
@@ -551,6 +561,7 @@ class Store:
                 return
             self.observer.committed(len(done), time.perf_counter() - started)
             self._rev = pending.revision
+            self._index.commit(pending.touched, pending.base, pending.revision)
             self._index.release_values(pending.touched)
             for row in pending.lease_puts:
                 self.lessor.put(Lease(row.id, row.ttl, row.expiry))
@@ -690,6 +701,7 @@ class Store:
         """Before a linearizable read on a shared log: take in every write committed so far."""
         if not self._log.shared:
             return
+        await self._log.barrier()
         meta = await self._log.meta()
         if meta.revision > self._rev or meta.lease_version != self._lease_version:
             await self._submit(_CatchUp())
@@ -743,18 +755,22 @@ class Store:
     async def _take_in(self, meta: Meta, found: list[tuple[bytes, Change, Change | None]]) -> None:
         values = await self._released_values([c for _, c, _ in found] + [p for _, _, p in found if p])
         events = [_event(k, c, p, values) for k, c, p in found]
+        if meta.lease_version != self._lease_version:
+            await self._reload_leases()  # first: the events may attach keys to new leases
+            self._lease_version = meta.lease_version
+        # No await from here to the publish: the watch hub must see the revision move and
+        # its events in one step (a watcher catching up meanwhile would skip them).
+        keys = {k for k, _, _ in found}
+        self._index.commit(keys, self._rev, max(self._rev, meta.revision))
         self._rev = max(self._rev, meta.revision)
-        self._index.release_values({k for k, _, _ in found})
+        self._index.release_values(keys)
+        self.lessor.follow(events)
+        self.hub.publish(events, self._rev)
         if meta.compact > self._compact:
             self._compact = meta.compact
             removed = self._index.compact(meta.compact)
             if await self._log.try_lead():  # the leader deletes too, in case the compactor died
                 self._schedule_delete(removed)
-        if meta.lease_version != self._lease_version:
-            await self._reload_leases()
-            self._lease_version = meta.lease_version
-        self.lessor.follow(events)
-        self.hub.publish(events, self._rev)
 
     async def _reload_leases(self) -> None:
         fresh = {row.id: row for row in await self._log.leases()}

@@ -1,20 +1,34 @@
-"""Watch: the hub of recent events and one session per watch stream.
+"""Watch: the hub of recent events, an index of who watches what, and one session per stream.
 
 Theory of operation
 -------------------
-Every watcher has a position, ``next_rev``: the first revision it has not been
-sent. Nothing is pushed to watchers. After each commit the store hands the new
-events to the ``WatchHub``, which keeps the most recent ones in a bounded ring
-and wakes every session. A session's sender loop then *pulls*, for each of its
-watchers that is behind the committed revision, the events from its position
-up to the committed revision — from the ring when it still holds them, else
-rebuilt from the index (and the log, for released values) — and sends them.
+Every watcher has a position: the first revision it has not been sent. After
+each commit the store hands the new events to the ``WatchHub``, which keeps
+the most recent ones in a bounded ring and looks each event's key up in an
+index of watched keys and ranges (exact keys in a dict, prefixes in a dict per
+prefix length, other ranges in a short list). Only the watchers an event
+matches are touched: each is marked *dirty* in its session and the session is
+woken. A commit therefore costs work in proportion to its events and the
+watchers they match — not to the number of watchers, and sessions with no
+matching watcher are not woken at all.
+
+A watcher that is not dirty is *clean*: nothing committed since it was last
+brought up to date concerns it, so its position is implicitly the committed
+revision + 1 (``_Watcher.next_rev`` may lag behind; ``WatchSession.position``
+is the truth). When an event marks a clean watcher, its ``next_rev`` moves
+straight to that event's revision (nothing between matched).
+
+A session's sender loop then *pulls*, for its dirty watchers only, the events
+from each one's position up to the committed revision — from the ring when it
+still holds them, else rebuilt from the index (and the log, for released
+values) — one reply per watcher per turn, round robin. A watcher that reaches
+the committed revision is clean again.
 
 So a slow consumer is never dropped and never buffered without bound: while
 its gRPC stream is blocked the loop simply does not pull, and when it resumes
 it catches up from history and rejoins the live edge (etcd's unsynced/synced
-watchers without the bookkeeping). A watcher whose position falls below the
-compact revision is cancelled with ``compact_revision`` set, as etcd does.
+watchers without per-watcher buffers). A watcher whose position falls below
+the compact revision is cancelled with ``compact_revision`` set, as etcd does.
 
 Progress: a periodic tick sends a progress reply to each ``progress_notify``
 watcher that is synced and had no events since the last tick; a
@@ -27,6 +41,11 @@ Per stream, replies go out in the order the loop produces them; a watcher's
 ``created`` reply is queued before the watcher can produce events, and
 ``header.revision`` never goes backwards on a stream — except that, as in etcd,
 the reply cancelling a compacted watcher carries no revision (0).
+
+Ownership: the store calls ``WatchHub.publish`` (after each durable commit, in
+revision order, in the same event-loop step that moved the committed revision)
+and ``reset``; the gRPC layer creates sessions, feeds them requests and
+iterates ``WatchSession.replies``. Everything runs on one event loop.
 """
 
 from __future__ import annotations
@@ -35,8 +54,8 @@ import asyncio
 import bisect
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,8 +87,115 @@ class DeliveryObserver(Protocol):
     def delivered(self, committed_at: float) -> None: ...
 
 
+def prefix_end(prefix: bytes) -> bytes:
+    """etcd's GetPrefixRangeEnd: the end of the range of keys starting with ``prefix``
+    (b"\\0", every key, when ``prefix`` is all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\0"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+@dataclass(slots=True, eq=False)
+class _Watcher:
+    id: int
+    key: bytes
+    end: bytes | None  # None: only ``key``; b"": every key >= ``key``
+    next_rev: int
+    prev_kv: bool
+    progress_notify: bool
+    fragment: bool
+    no_put: bool
+    no_delete: bool
+    session: WatchSession
+    active_since_tick: bool = False
+    # Has (or may have) events to send: in its session's dirty set.
+    dirty: bool = False
+    # Cancelled by compaction: gets nothing more, but (as in etcd) keeps its id until the
+    # client cancels it, and keeps the stream from counting as synced.
+    compacted: bool = False
+
+    def keep(self, event: Event) -> bool:
+        if event.type == EventType.PUT:
+            return not self.no_put
+        return not self.no_delete
+
+
+class WatcherIndex:
+    """Which watchers a key concerns, in time independent of how many watchers there are.
+
+    Single keys are a dict lookup; a prefix range [p, prefix_end(p)) is a dict lookup
+    of the key's first len(p) bytes, for each distinct prefix length in use; any other
+    range (from-key, arbitrary [key, end)) is checked one by one (they are rare).
+    """
+
+    def __init__(self) -> None:
+        self._exact: dict[bytes, set[_Watcher]] = {}
+        self._prefixes: dict[bytes, set[_Watcher]] = {}
+        self._prefix_lengths: Counter[int] = Counter()
+        self._lengths: list[int] = []
+        self._ranges: set[_Watcher] = set()
+
+    def __len__(self) -> int:
+        exact = sum(len(s) for s in self._exact.values())
+        return exact + sum(len(s) for s in self._prefixes.values()) + len(self._ranges)
+
+    @staticmethod
+    def _prefix_of(w: _Watcher) -> bytes | None:
+        if w.end and w.end == prefix_end(w.key):
+            return w.key
+        return None
+
+    def add(self, w: _Watcher) -> None:
+        if w.end is None:
+            self._exact.setdefault(w.key, set()).add(w)
+        elif (prefix := self._prefix_of(w)) is not None:
+            self._prefixes.setdefault(prefix, set()).add(w)
+            self._prefix_lengths[len(prefix)] += 1
+            self._lengths = sorted(self._prefix_lengths)
+        else:
+            self._ranges.add(w)
+
+    def remove(self, w: _Watcher) -> None:
+        if w.end is None:
+            _discard(self._exact, w.key, w)
+        elif (prefix := self._prefix_of(w)) is not None:
+            if _discard(self._prefixes, prefix, w):
+                self._prefix_lengths[len(prefix)] -= 1
+                if not self._prefix_lengths[len(prefix)]:
+                    del self._prefix_lengths[len(prefix)]
+                self._lengths = sorted(self._prefix_lengths)
+        else:
+            self._ranges.discard(w)
+
+    def matching(self, key: bytes) -> Iterator[_Watcher]:
+        """Every watcher whose key or range holds ``key`` (each once)."""
+        exact = self._exact.get(key)
+        if exact:
+            yield from exact
+        for length in self._lengths:
+            if length > len(key):
+                break
+            found = self._prefixes.get(key[:length])
+            if found:
+                yield from found
+        for w in self._ranges:
+            if w.key <= key and (not w.end or key < w.end):
+                yield w
+
+
+def _discard(table: dict[bytes, set[_Watcher]], key: bytes, w: _Watcher) -> bool:
+    found = table.get(key)
+    if found is None or w not in found:
+        return False
+    found.discard(w)
+    if not found:
+        del table[key]
+    return True
+
+
 class WatchHub:
-    """Recent events in a ring bounded by count and bytes, and the sessions to wake."""
+    """Recent events in a ring bounded by count and bytes, and the index of watchers."""
 
     def __init__(
         self,
@@ -88,28 +214,44 @@ class WatchHub:
         self._max_events, self._max_bytes = max_events, max_bytes
         self._covered_from = source.revision + 1  # every event at or above this is in the ring
         self._sessions: set[WatchSession] = set()
+        self.index = WatcherIndex()
+        # The revision of the last publish: where clean watchers stand (position - 1).
+        self.published = source.revision
 
     def reset(self) -> None:
-        """Forget the ring; everything after the source's current revision will be published."""
+        """Forget the ring; everything after the source's current revision will be published.
+
+        Called when the store reloaded its state (it may have skipped history): every
+        watcher is made dirty at its true position, so each is either caught up from
+        the index or cancelled as compacted.
+        """
         self._ring.clear()
         self._revs.clear()
         self._bytes = 0
         self._covered_from = self._source.revision + 1
+        for session in self._sessions:
+            session.recheck_all(self.published)
+        self.published = self._source.revision
 
     def publish(self, events: Iterable[Event], revision: int) -> None:
-        """Called by the store after each durable commit, in revision order."""
+        """Called by the store after each durable commit, in revision order, in the same
+        event-loop step in which ``source.revision`` became ``revision``."""
         self._commit_times.append((revision, time.time()))
+        self.published = revision
+        index = self.index
         for event in events:
+            kv = event.kv
             self._ring.append(event)
-            self._revs.append(event.kv.mod_revision)
+            self._revs.append(kv.mod_revision)
             self._bytes += _size(event)
+            for w in index.matching(kv.key):
+                if not w.dirty and w.keep(event):
+                    w.session.mark(w, kv.mod_revision)
         while self._ring and (len(self._ring) > self._max_events or self._bytes > self._max_bytes):
             gone = self._ring.popleft()
             self._revs.popleft()
             self._bytes -= _size(gone)
             self._covered_from = gone.kv.mod_revision + 1
-        for session in self._sessions:
-            session.wake()
 
     async def events(self, key: bytes, end: bytes | None, first: int, last: int) -> list[Event]:
         """Events on [key, end) (``end`` None: only ``key``; b"": no bound) in [first, last]."""
@@ -130,8 +272,9 @@ class WatchHub:
         return times[i][1] if i < len(times) else None
 
     def stats(self, current: int) -> dict[str, int]:
-        watchers = [w for session in self._sessions for w in session.watchers()]
-        behind = sum(max(0, current + 1 - w.next_rev) for w in watchers)
+        """Gauges, computed at scrape time (this walks every watcher)."""
+        watchers = [(s, w) for s in self._sessions for w in s.watchers()]
+        behind = sum(max(0, current + 1 - s.position(w)) for s, w in watchers)
         return {
             "watch_streams": len(self._sessions),
             "watchers": len(watchers),
@@ -164,30 +307,10 @@ def _matcher(key: bytes, end: bytes | None) -> Callable[[bytes], bool]:
 
 
 @dataclass(slots=True)
-class _Watcher:
-    id: int
-    key: bytes
-    end: bytes | None
-    next_rev: int
-    prev_kv: bool
-    progress_notify: bool
-    fragment: bool
-    no_put: bool
-    no_delete: bool
-    active_since_tick: bool = False
-    # Cancelled by compaction: gets nothing more, but (as in etcd) keeps its id until the
-    # client cancels it, and keeps the stream from counting as synced.
-    compacted: bool = False
-
-    def keep(self, event: Event) -> bool:
-        if event.type == EventType.PUT:
-            return not self.no_put
-        return not self.no_delete
-
-
-@dataclass(slots=True)
 class _State:
     watchers: dict[int, _Watcher] = field(default_factory=dict)
+    # Watchers that may have events to send, in the order they were marked.
+    dirty: dict[int, _Watcher] = field(default_factory=dict)
     control: deque[WatchReply] = field(default_factory=deque)
     next_id: int = 0
     progress_wanted: bool = False
@@ -211,6 +334,10 @@ class WatchSession:
         self._wakeup.set()
 
     def close(self) -> None:
+        if not self._closed:
+            for w in self._s.watchers.values():
+                if not w.compacted:
+                    self._hub.index.remove(w)
         self._closed = True
         self._hub.detach(self)
         self.wake()
@@ -218,9 +345,37 @@ class WatchSession:
     def watchers(self) -> list[_Watcher]:
         return list(self._s.watchers.values())
 
-    @property
-    def fragment_ids(self) -> set[int]:
-        return {w.id for w in self._s.watchers.values() if w.fragment}
+    def is_fragmenting(self, watch_id: int) -> bool:
+        """Whether the watcher ``watch_id`` asked for large replies to be fragmented."""
+        w = self._s.watchers.get(watch_id)
+        return w is not None and w.fragment
+
+    def position(self, w: _Watcher) -> int:
+        """The first revision ``w`` has not been sent (a clean watcher is at the live edge)."""
+        if w.dirty or w.compacted:
+            return w.next_rev
+        return max(w.next_rev, self._hub.published + 1)
+
+    # ---- called by the hub ----
+
+    def mark(self, w: _Watcher, revision: int) -> None:
+        """An event at ``revision`` concerns the clean watcher ``w``: nothing between its
+        last position and ``revision`` did, so that is where it now stands."""
+        if revision > w.next_rev:
+            w.next_rev = revision
+        w.dirty = True
+        self._s.dirty[w.id] = w
+        self._wakeup.set()
+
+    def recheck_all(self, published: int) -> None:
+        """Make every watcher dirty at its true position (the store reloaded its state;
+        ``published`` is the last revision published before that)."""
+        for w in self._s.watchers.values():
+            if not w.compacted and not w.dirty:
+                w.next_rev = max(w.next_rev, published + 1)
+                w.dirty = True
+                self._s.dirty[w.id] = w
+        self.wake()
 
     # ---- requests ----
 
@@ -237,7 +392,7 @@ class WatchSession:
             self._queue(WatchReply(-1, current, created=True, canceled=True, cancel_reason=error))
             return
         watch_id = req.watch_id if req.watch_id else self._auto_id()
-        self._s.watchers[watch_id] = _Watcher(
+        w = _Watcher(
             watch_id,
             key,
             end,
@@ -247,7 +402,14 @@ class WatchSession:
             req.fragment,
             NO_PUT in req.filters,
             NO_DELETE in req.filters,
+            self,
         )
+        self._s.watchers[watch_id] = w
+        if not self._closed:
+            self._hub.index.add(w)
+        if w.next_rev <= current:  # starts in the past: has history to catch up on
+            w.dirty = True
+            self._s.dirty[watch_id] = w
         self._queue(WatchReply(watch_id, current, created=True))
 
     def _auto_id(self) -> int:
@@ -259,7 +421,12 @@ class WatchSession:
 
     def cancel(self, watch_id: int) -> None:
         """Cancel a watcher of this stream; an unknown id is ignored, as etcd does."""
-        if self._s.watchers.pop(watch_id, None) is not None:
+        w = self._s.watchers.pop(watch_id, None)
+        if w is not None:
+            self._s.dirty.pop(watch_id, None)
+            w.dirty = False
+            if not w.compacted and not self._closed:
+                self._hub.index.remove(w)
             self._queue(WatchReply(watch_id, self._source.revision, canceled=True))
 
     def request_progress(self) -> None:
@@ -301,25 +468,49 @@ class WatchSession:
         return reply
 
     async def _pump(self) -> AsyncIterator[WatchReply]:
-        """Bring every watcher up to the committed revision; cancel those compacted past."""
-        for watcher in list(self._s.watchers.values()):
-            while not self._closed and not watcher.compacted and self._s.watchers.get(watcher.id) is watcher:
-                current = self._source.revision
-                if watcher.next_rev > current:
-                    break
-                compact = self._source.compact_revision
-                try:
-                    if watcher.next_rev < compact:
-                        raise CompactedError()
-                    reply = await self._catch_up(watcher, current, compact)
-                except CompactedError:  # before its position, or while we read its history
-                    watcher.compacted = True
-                    compact = self._source.compact_revision
-                    # etcd sends this one with no revision (0): not stamped.
-                    yield WatchReply(watcher.id, 0, canceled=True, compact_revision=compact)
-                    break
+        """Bring the dirty watchers up to the committed revision, one reply each per turn."""
+        dirty = self._s.dirty
+        while dirty and not self._closed:
+            for watcher in list(dirty.values()):
+                if self._closed or self._s.control:
+                    return  # control replies first: a new watcher's "created" precedes its events
+                if self._s.watchers.get(watcher.id) is not watcher or not watcher.dirty:
+                    self._clean(watcher)
+                    continue
+                reply = await self._step(watcher)
                 if reply is not None:
-                    yield self._stamp(reply)
+                    yield reply
+
+    def _clean(self, watcher: _Watcher) -> None:
+        watcher.dirty = False
+        if self._s.dirty.get(watcher.id) is watcher:
+            del self._s.dirty[watcher.id]
+
+    async def _step(self, watcher: _Watcher) -> WatchReply | None:
+        """One reply's worth of catching up for ``watcher`` (None if it had nothing to send)."""
+        current = self._source.revision
+        if watcher.next_rev > current:
+            self._clean(watcher)
+            return None
+        compact = self._source.compact_revision
+        try:
+            if watcher.next_rev < compact:
+                raise CompactedError()
+            reply = await self._catch_up(watcher, current, compact)
+        except CompactedError:  # before its position, or while we read its history
+            self._clean(watcher)
+            if self._s.watchers.get(watcher.id) is not watcher or watcher.compacted:
+                return None  # cancelled meanwhile
+            watcher.compacted = True
+            if not self._closed:
+                self._hub.index.remove(watcher)
+            # etcd sends this one with no revision (0): not stamped.
+            return WatchReply(watcher.id, 0, canceled=True, compact_revision=self._source.compact_revision)
+        if watcher.next_rev > self._source.revision:
+            self._clean(watcher)
+        if reply is None or self._s.watchers.get(watcher.id) is not watcher:
+            return None
+        return self._stamp(reply)
 
     async def _catch_up(self, watcher: _Watcher, current: int, compact: int) -> WatchReply | None:
         last = min(current, watcher.next_rev + MAX_REVS_PER_REPLY - 1)
@@ -329,13 +520,15 @@ class WatchSession:
         if not events:
             return None
         watcher.active_since_tick = True
-        committed_at = self._hub.committed_at(events[-1].kv.mod_revision)
-        if committed_at is not None and self._hub.observer is not None:
-            self._hub.observer.delivered(committed_at)
+        observer = self._hub.observer
+        if observer is not None:
+            committed_at = self._hub.committed_at(events[-1].kv.mod_revision)
+            if committed_at is not None:
+                observer.delivered(committed_at)
         return WatchReply(watcher.id, last, events=events)
 
     def _synced(self, current: int) -> bool:
-        return all(not w.compacted and w.next_rev > current for w in self._s.watchers.values())
+        return all(not w.compacted and self.position(w) > current for w in self._s.watchers.values())
 
     def _answer_progress_request(self) -> None:
         if not self._s.progress_wanted:
@@ -357,7 +550,7 @@ class WatchSession:
                     w.progress_notify
                     and not w.compacted
                     and not w.active_since_tick
-                    and w.next_rev == current + 1
+                    and self.position(w) == current + 1
                 ):
                     self._s.control.append(WatchReply(w.id, current))
                 w.active_since_tick = False

@@ -23,25 +23,41 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(
-        self, store: Store, identity: Identity, *, progress_interval: float, fragment_bytes: int
+        self,
+        store: Store,
+        identity: Identity,
+        *,
+        progress_interval: float,
+        fragment_bytes: int,
+        encoder: convert.Encoder | None = None,
     ) -> None:
         self._store = store
         self._id = identity
         self._interval = progress_interval
         self._max_bytes = fragment_bytes
+        self._encoder = encoder or convert.Encoder(identity.fill)
 
-    async def Watch(
+    async def Watch(  # type: ignore[override]  # it may also yield pre-serialized bytes
         self, request_iterator: AsyncIterator[pb.WatchRequest], context: Ctx
-    ) -> AsyncIterator[pb.WatchResponse]:
+    ) -> AsyncIterator[pb.WatchResponse | bytes]:
+        """Serve one stream. Yields messages, or already serialized ``bytes`` (sent as they are)."""
         session = WatchSession(self._store.hub, self._store, self._interval)
         reader = asyncio.create_task(_read(request_iterator, session))
+        encoder = self._encoder
         try:
             async for reply in session.replies():
+                plain = not (reply.created or reply.canceled or reply.compact_revision)
+                if reply.events and plain and not session.is_fragmenting(reply.watch_id):
+                    # The common case, once per watcher per commit: cached bytes, no messages.
+                    yield encoder.events_response(reply)
+                    continue
                 resp = convert.watch_response(reply)
                 self._id.fill(resp.header)
-                fragment = reply.watch_id in session.fragment_ids
-                for part in fragments(resp, self._max_bytes) if fragment else (resp,):
-                    yield part
+                if session.is_fragmenting(reply.watch_id):
+                    for part in fragments(resp, self._max_bytes):
+                        yield part
+                else:
+                    yield resp
         finally:
             session.close()
             reader.cancel()

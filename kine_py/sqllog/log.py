@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Connect = Callable[[], Any]
 SCHEMA_VERSION = 1
+# Values read by revision in one statement at most this many at a time.
+VALUES_PER_QUERY = 100
 
 
 class QueryObserver(Protocol):
@@ -69,6 +71,7 @@ class SqlLog:
         self._leader = ThreadPoolExecutor(1, thread_name_prefix=f"{dialect.name}-leader")
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self._values_sql_cache: dict[int, str] = {}
 
     @property
     def shared(self) -> bool:
@@ -173,6 +176,9 @@ class SqlLog:
 
         return await self._run(self._readers, "meta read", read)
 
+    async def barrier(self) -> None:
+        """Every commit is visible to the next ``meta`` read: nothing to wait for."""
+
     async def rows_after(self, after: tuple[int, int], limit: int) -> list[Row]:
         def read(conn: Any) -> list[Row]:
             cur = conn.cursor()
@@ -273,17 +279,37 @@ class SqlLog:
         await self._run(self._writer, "delete compacted rows", write)
 
     async def values(self, revisions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted = sorted(set(revisions))
+
         def read(conn: Any) -> dict[tuple[int, int], bytes]:
             cur = conn.cursor()
-            found = {}
-            for rev in set(revisions):
-                cur.execute(self._q("value"), rev)
-                row = cur.fetchone()
-                if row is not None:
-                    found[rev] = bytes(row[0])
+            found: dict[tuple[int, int], bytes] = {}
+            for i in range(0, len(wanted), VALUES_PER_QUERY):
+                chunk = wanted[i : i + VALUES_PER_QUERY]
+                if len(chunk) == 1:
+                    cur.execute(self._q("value"), chunk[0])
+                    row = cur.fetchone()
+                    if row is not None:
+                        found[chunk[0]] = bytes(row[0])
+                    continue
+                cur.execute(self._values_sql(len(chunk)), [n for rev in chunk for n in rev])
+                for main, sub, value in cur:
+                    found[(int(main), int(sub))] = bytes(value)
             return found
 
         return await self._run(self._readers, "value read", read)
+
+    def _values_sql(self, count: int) -> str:
+        """One statement for ``count`` rows by (main, sub): an OR of equalities on the primary
+        key, which SQLite, PostgreSQL and MySQL all answer with index lookups."""
+        sql = self._values_sql_cache.get(count)
+        if sql is None:
+            match = " OR ".join(["(main = ? AND sub = ?)"] * count)
+            sql = f"SELECT main, sub, value FROM kv WHERE {match}"
+            if self.dialect.paramstyle == "format":
+                sql = sql.replace("?", "%s")
+            self._values_sql_cache[count] = sql
+        return sql
 
     async def leases(self) -> list[LeaseRow]:
         def read(conn: Any) -> list[LeaseRow]:
