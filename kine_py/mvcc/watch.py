@@ -57,7 +57,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from kine_py.errors import CompactedError
 from kine_py.model import Event, EventType, WatchCreate, WatchReply
@@ -67,6 +67,7 @@ MAX_REVS_PER_REPLY = 1000
 NO_PUT, NO_DELETE = 0, 1
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+T = TypeVar("T")
 
 
 class EventSource(Protocol):
@@ -207,9 +208,8 @@ class WatchHub:
     ) -> None:
         self._source = source
         self.observer = observer
-        self._commit_times: deque[tuple[int, float]] = deque(maxlen=100_000)
-        self._ring: deque[Event] = deque()
-        self._revs: deque[int] = deque()
+        self._commit_times: _Window[float] = _Window()
+        self._ring: _Window[Event] = _Window()
         self._bytes = 0
         self._max_events, self._max_bytes = max_events, max_bytes
         self._covered_from = source.revision + 1  # every event at or above this is in the ring
@@ -226,7 +226,6 @@ class WatchHub:
         the index or cancelled as compacted.
         """
         self._ring.clear()
-        self._revs.clear()
         self._bytes = 0
         self._covered_from = self._source.revision + 1
         for session in self._sessions:
@@ -236,20 +235,20 @@ class WatchHub:
     def publish(self, events: Iterable[Event], revision: int) -> None:
         """Called by the store after each durable commit, in revision order, in the same
         event-loop step in which ``source.revision`` became ``revision``."""
-        self._commit_times.append((revision, time.time()))
+        self._commit_times.append(revision, time.time())
+        if len(self._commit_times) > 100_000:
+            self._commit_times.popleft()
         self.published = revision
         index = self.index
         for event in events:
             kv = event.kv
-            self._ring.append(event)
-            self._revs.append(kv.mod_revision)
+            self._ring.append(kv.mod_revision, event)
             self._bytes += _size(event)
             for w in index.matching(kv.key):
                 if not w.dirty and w.keep(event):
                     w.session.mark(w, kv.mod_revision)
         while self._ring and (len(self._ring) > self._max_events or self._bytes > self._max_bytes):
             gone = self._ring.popleft()
-            self._revs.popleft()
             self._bytes -= _size(gone)
             self._covered_from = gone.kv.mod_revision + 1
 
@@ -259,17 +258,12 @@ class WatchHub:
         # reads it from its compacted backend): the index has exactly that, the ring not.
         if first < self._covered_from or first <= self._source.compact_revision:
             return await self._source.history(key, end, first, last)
-        lo = bisect.bisect_left(self._revs, first)
-        hi = bisect.bisect_right(self._revs, last)
         matches = _matcher(key, end)
-        ring = self._ring  # indexing a deque walks from its nearer end: cheap near the live edge
-        return [ring[i] for i in range(lo, hi) if matches(ring[i].kv.key)]
+        return [e for e in self._ring.between(first, last) if matches(e.kv.key)]
 
     def committed_at(self, revision: int) -> float | None:
         """When ``revision`` was published (None if too old to remember)."""
-        times = self._commit_times
-        i = bisect.bisect_left(times, (revision, 0.0))
-        return times[i][1] if i < len(times) else None
+        return self._commit_times.first_from(revision)
 
     def stats(self, current: int) -> dict[str, int]:
         """Gauges, computed at scrape time (this walks every watcher)."""
@@ -291,6 +285,48 @@ class WatchHub:
 
     def detach(self, session: WatchSession) -> None:
         self._sessions.discard(session)
+
+
+class _Window(Generic[T]):
+    """Items with ascending integer keys: appended at the back, dropped from the front, and
+    found by key in O(log n) (a deque's indexing is O(n) away from its ends)."""
+
+    def __init__(self) -> None:
+        self._keys: list[int] = []
+        self._items: list[T] = []
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self._keys) - self._start
+
+    def __bool__(self) -> bool:
+        return len(self._keys) > self._start
+
+    def clear(self) -> None:
+        self._keys, self._items, self._start = [], [], 0
+
+    def append(self, key: int, item: T) -> None:
+        self._keys.append(key)
+        self._items.append(item)
+
+    def popleft(self) -> T:
+        item = self._items[self._start]
+        self._start += 1
+        if self._start >= 1024 and 2 * self._start >= len(self._keys):
+            del self._keys[: self._start]
+            del self._items[: self._start]
+            self._start = 0
+        return item
+
+    def between(self, first: int, last: int) -> list[T]:
+        """The items with first <= key <= last, in order."""
+        lo = bisect.bisect_left(self._keys, first, self._start)
+        return self._items[lo : bisect.bisect_right(self._keys, last, lo)]
+
+    def first_from(self, key: int) -> T | None:
+        """The first item whose key is >= ``key``."""
+        i = bisect.bisect_left(self._keys, key, self._start)
+        return self._items[i] if i < len(self._keys) else None
 
 
 def _size(event: Event) -> int:
