@@ -112,6 +112,8 @@ class RaftNode:
         self._seq = itertools.count(time.time_ns())  # unique across restarts: outcomes match (id, seq)
         self._proposals: dict[int, asyncio.Future[Outcome]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._read_round: asyncio.Future[int] | None = None  # the ReadIndex in flight
+        self._next_read: asyncio.Future[int] | None = None  # barriers waiting for the next one
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._conf_waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._snapshot_files: dict[int, Path] = {}
@@ -368,6 +370,7 @@ class RaftNode:
         self._snapshot_now = False
         conf = self.raw.status().conf_state
         keep = self.cfg.catch_up_entries
+        await self._in(self._apply_pool, self.fsm.sync)  # what the log forgets must be durable here
         await self._in(self._wal_pool, self._storage.compact, applied, conf, b"", keep=keep)
         self._snapshot_index = applied
         log.info("raft member %x: log compacted at index %d", self.id, applied)
@@ -515,20 +518,52 @@ class RaftNode:
             raise errors.NoLeaderError()
 
     async def read_barrier(self) -> None:
-        """Linearizable-read barrier: ReadIndex, then wait until applied up to it."""
+        """Linearizable-read barrier: ReadIndex, then wait until applied up to it.
+
+        Concurrent barriers share one ReadIndex (etcd's linearizable read loop does the same):
+        a caller joins the next round to be issued, never one already in flight, since that
+        one may have been answered by a leader that had not yet seen the caller's request."""
         self._check_usable()
-        ctx = struct.pack("<QQ", self.id, next(self._seq))
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reads[ctx] = future
-        self.raw.read_index(ctx)
-        self._kick()
+        if self._next_read is None:
+            self._next_read = asyncio.get_running_loop().create_future()
+            if self._read_round is None:
+                self._start_read_round()
+        round_ = self._next_read if self._next_read is not None else self._read_round
+        assert round_ is not None
         try:
-            index = await asyncio.wait_for(asyncio.shield(future), self.cfg.request_timeout)
+            index = await asyncio.wait_for(asyncio.shield(round_), self.cfg.request_timeout)
         except TimeoutError:
             raise errors.RequestTimeoutError() from None
-        finally:
-            self._reads.pop(ctx, None)
         await self.wait_applied(index)
+
+    def _start_read_round(self) -> None:
+        """Issue the ReadIndex for the waiting barriers; the next round starts when it ends."""
+        future, self._next_read = self._next_read, None
+        if future is None:
+            return
+        self._read_round = future
+        ctx = struct.pack("<QQ", self.id, next(self._seq))
+        self._reads[ctx] = future
+
+        def ended(done: asyncio.Future[int]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved: waiters that timed out must not leave it unseen
+            self._reads.pop(ctx, None)
+            self._read_round = None
+            self._start_read_round()
+
+        future.add_done_callback(ended)
+        try:
+            self.raw.read_index(ctx)
+        except RaftError:
+            _fail(future, errors.NoLeaderError())
+            return
+        self._kick()
+        # A ReadIndex that is never answered (dropped by a deposed leader) must not hold up
+        # every later round.
+        asyncio.get_running_loop().call_later(
+            self.cfg.request_timeout, _fail, future, errors.RequestTimeoutError()
+        )
 
     def _read_answered(self, rs: ReadState) -> None:
         future = self._reads.pop(rs.request_ctx, None)
