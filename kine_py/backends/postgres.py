@@ -65,6 +65,18 @@ def _size(cur: Any) -> tuple[int, int]:
     return int(total), int(used)
 
 
+# An append as one statement: the compare-and-swap on meta, the notification and the inserts
+# run only when the revision was the expected one (every CTE that modifies data runs once).
+APPEND_ROWS = f"""WITH moved AS (
+    UPDATE meta SET revision = ? WHERE id = 1 AND revision = ? RETURNING revision
+), told AS (
+    SELECT pg_notify('{CHANNEL}', moved.revision::text) AS sent FROM moved
+)
+INSERT INTO kv (main, sub, name, value, create_rev, version, lease, deleted)
+SELECT r.* FROM unnest(
+    ?::bigint[], ?::integer[], ?::bytea[], ?::bytea[], ?::bigint[], ?::bigint[], ?::bigint[], ?::smallint[]
+) AS r CROSS JOIN told"""
+
 DIALECT = Dialect(
     name="postgres",
     schema=SCHEMA,
@@ -80,6 +92,7 @@ DIALECT = Dialect(
     notify=f"SELECT pg_notify('{CHANNEL}', ?)",
     listen=f"LISTEN {CHANNEL}",
     leader_lock=f"SELECT pg_try_advisory_lock({_LEADER_LOCK})",
+    append_rows=APPEND_ROWS,
     driver_errors=(psycopg.Error,),
 )
 

@@ -65,6 +65,11 @@ class Dialect:
     ``listen`` subscribes a connection to it. ``leader_lock`` tries to take a
     session lock that at most one process holds (lease expiry runs there); it
     returns one row whose first column is true when taken. None: always leader.
+    ``append_rows``, when set, is one statement (its own transaction, in autocommit mode)
+    that does a whole append of rows without lease changes: ``move_revision``, the inserts
+    from one array per column, and ``notify``; its parameters are (revision, expect, then
+    the columns of ``insert_row`` as arrays) and it inserts nothing when the revision had
+    moved. One round trip instead of five (PostgreSQL).
     """
 
     name: str
@@ -77,6 +82,7 @@ class Dialect:
     notify: str | None = None
     listen: str | None = None
     leader_lock: str | None = None
+    append_rows: str | None = None
     session_setup: tuple[str, ...] = ()
     driver_errors: tuple[type[BaseException], ...] = field(default_factory=tuple)
 
@@ -87,8 +93,9 @@ class Dialect:
         if self.paramstyle == "format":
             converted = {name: sql.replace("?", "%s") for name, sql in self.statements.items()}
             object.__setattr__(self, "statements", converted)
-            if self.notify:
-                object.__setattr__(self, "notify", self.notify.replace("?", "%s"))
+            for name in ("notify", "append_rows"):
+                if (text := getattr(self, name)) is not None:
+                    object.__setattr__(self, name, text.replace("?", "%s"))
 
     def sql(self, name: str) -> str:
         return self.statements[name]

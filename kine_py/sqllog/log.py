@@ -70,6 +70,7 @@ class SqlLog:
         self.member_id = random.getrandbits(63)
         self._leader = ThreadPoolExecutor(1, thread_name_prefix=f"{dialect.name}-leader")
         self._stop = threading.Event()
+        self._own_revision = 0  # the revision of this process's last append without lease changes
         self._follower: threading.Thread | None = None
         self._values_sql_cache: dict[int, str] = {}
 
@@ -202,8 +203,21 @@ class SqlLog:
         leases = [(lease.id, lease.ttl, lease.expiry) for lease in lease_puts]
         gone = [(lease_id,) for lease_id in lease_deletes]
         committing = threading.Event()
+        one_statement = self.dialect.append_rows if params and not leases and not gone else None
+
+        def write_at_once(conn: Any, sql: str) -> None:
+            columns = [list(column) for column in zip(*params, strict=True)]
+            cur = conn.cursor()
+            committing.set()  # the statement is the transaction: it may commit as it fails
+            cur.execute(sql, (revision, expect, *columns))
+            if cur.rowcount != len(params):
+                raise RevisionConflictError(f"log revision is not {expect}")
+            self._own_revision = revision
 
         def write(conn: Any) -> None:
+            if one_statement is not None:
+                write_at_once(conn, one_statement)
+                return
             cur = conn.cursor()
             self._begin(cur)
             try:
@@ -221,6 +235,8 @@ class SqlLog:
                 raise
             committing.set()
             cur.execute("COMMIT")
+            if not leases and not gone:
+                self._own_revision = revision
 
         try:
             await self._run(self._writer, "append", write)
@@ -363,7 +379,11 @@ class SqlLog:
         cur.execute(self._q("meta"))
         row = cur.fetchone()
         state = (int(row[0]), int(row[1]), int(row[4]))
-        if notified or state != last:
+        # Our own append moved it: the store has every row up to there already (the append's
+        # compare-and-swap proves nothing else was committed before it), so a catch-up would
+        # only cost the writer a query. Compactions and lease changes are always followed.
+        own = last is not None and state[0] == self._own_revision and state[1:] == last[1:]
+        if (notified or state != last) and not own:
             on_change()
         return state
 

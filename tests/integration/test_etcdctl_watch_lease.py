@@ -501,7 +501,13 @@ def set_aside_remaining(value: Any, found: list[int]) -> Any:
 def sort_attached_keys(value: Any) -> Any:
     """etcd lists a lease's keys in Go map order: compare them as a set."""
     if isinstance(value, str):
-        return re.sub(r"attached keys\(\[(.*)\]\)", lambda m: f"attached keys({sorted(m[1].split())})", value)
+        value = re.sub(
+            r"attached keys\(\[(.*)\]\)", lambda m: f"attached keys({sorted(m[1].split())})", value
+        )
+        lines = value.split("\n")  # -w fields: one '"Key" : "k"' line per key
+        keys = sorted(line for line in lines if line.startswith('"Key" : '))
+        at = iter(keys)
+        return "\n".join(next(at) if line.startswith('"Key" : ') else line for line in lines)
     if isinstance(value, list):
         return [sort_attached_keys(v) for v in value]
     if isinstance(value, dict) and isinstance(value.get("keys"), list):
