@@ -120,6 +120,9 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     store, endpoint, log_backend = _store(config, metrics)
     await store.start()
     status = await store.status()
+    cluster = _cluster_control(log_backend)
+    if cluster is not None:
+        cluster.on_removed(stop.set)  # as etcd: a removed member stops (exit code 0)
     server, health, http = None, None, None
     try:
         http = await _metrics_port(config, store, registry)
@@ -130,7 +133,7 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
             config.name,
             (client_url,),
             config.emulated_etcd_version,
-            cluster=_cluster_control(log_backend),
+            cluster=cluster,
         )
         server, health = build_server(
             store,

@@ -6,6 +6,7 @@ server answers as a single member.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -47,3 +48,20 @@ class ClusterControl(Protocol):
     async def move_leader(self, target_id: int) -> None: ...
 
     def consensus_status(self) -> ConsensusStatus: ...
+
+    def has_leader(self) -> bool:
+        """Whether this member knows a leader now (cheap: asked on every call in Raft mode)."""
+        ...
+
+    def is_learner(self) -> bool:
+        """Whether this member is a learner now (cheap, as ``has_leader``)."""
+        ...
+
+    def election_timeout(self) -> float:
+        """Seconds without a leader's word after which a follower campaigns."""
+        ...
+
+    def on_removed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) once this member has been removed from the
+        cluster; the process should then stop, as etcd's does."""
+        ...

@@ -78,6 +78,7 @@ class StateMachine:
         self.applied = 0
         self.meta = Meta(1, -1, 0, 0, 0)
         self.conf = ConfState()
+        self.removed: frozenset[int] = frozenset()  # members removed from the cluster, never reused
 
     # ---- lifecycle ----
 
@@ -103,7 +104,8 @@ class StateMachine:
             "INSERT INTO meta (id, revision, compact, cluster_id, member_id) VALUES (1, 1, -1, ?, 0)",
             (cluster_id,),
         )
-        db.execute("INSERT INTO raft_state (id, applied, conf) VALUES (1, ?, ?)", (index, _conf_json(conf)))
+        initial = (index, _conf_json(conf, frozenset()))
+        db.execute("INSERT INTO raft_state (id, applied, conf) VALUES (1, ?, ?)", initial)
         db.executemany("INSERT INTO members (id, body) VALUES (?, ?)", [(m.id, m.to_json()) for m in members])
         db.execute("COMMIT")
         self.sync()
@@ -137,6 +139,7 @@ class StateMachine:
         row = db.execute("SELECT applied, conf FROM raft_state WHERE id = 1").fetchone()
         if row is not None:
             self.applied, self.conf = int(row[0]), _conf_from_json(row[1])
+            self.removed = _removed_from_json(row[1])
         meta = db.execute(
             "SELECT revision, compact, cluster_id, member_id, lease_version FROM meta WHERE id = 1"
         ).fetchone()
@@ -166,7 +169,7 @@ class StateMachine:
             result.index = fresh[-1].index
             db.execute(
                 "UPDATE raft_state SET applied = ?, conf = ? WHERE id = 1",
-                (result.index, _conf_json(self.conf)),
+                (result.index, _conf_json(self.conf, self.removed)),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -239,6 +242,7 @@ class StateMachine:
             voters.discard(cc.node_id)
             learners.discard(cc.node_id)
             db.execute("DELETE FROM members WHERE id = ?", (cc.node_id,))
+            self.removed |= {cc.node_id}
         elif cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE) and member is not None:
             learner = cc.type is ConfChangeType.ADD_LEARNER_NODE
             (learners if learner else voters).add(cc.node_id)
@@ -279,10 +283,15 @@ class StateMachine:
         log.info("restored the state machine from a snapshot at applied index %d", self.applied)
 
 
-def _conf_json(conf: ConfState) -> str:
-    return json.dumps({"voters": list(conf.voters), "learners": list(conf.learners)})
+def _conf_json(conf: ConfState, removed: frozenset[int]) -> str:
+    body = {"voters": list(conf.voters), "learners": list(conf.learners), "removed": sorted(removed)}
+    return json.dumps(body)
 
 
 def _conf_from_json(text: str) -> ConfState:
     raw = json.loads(text)
     return ConfState(tuple(raw["voters"]), tuple(raw["learners"]))
+
+
+def _removed_from_json(text: str) -> frozenset[int]:
+    return frozenset(json.loads(text).get("removed", ()))

@@ -21,6 +21,7 @@ from kine_py.backends.sqlite import DIALECT
 from kine_py.cluster import ConsensusStatus, MemberInfo
 from kine_py.errors import CompactedError, FutureRevisionError, MemberBadURLsError, RevisionConflictError
 from kine_py.mvcc.log import DbSize, LeaseRow, Meta, Row
+from kine_py.raft.types import NONE
 from kine_py.replication.fsm import Outcome
 from kine_py.replication.members import Member, check_url
 from kine_py.replication.node import NodeConfig, RaftNode
@@ -127,6 +128,18 @@ class RaftLog:
     def consensus_status(self) -> ConsensusStatus:
         s = self.node.status()
         return ConsensusStatus(self.node.id, s.leader, s.term, s.index, s.applied, s.is_learner)
+
+    def has_leader(self) -> bool:
+        return self.node.leader != NONE
+
+    def is_learner(self) -> bool:
+        return self.node.is_learner
+
+    def election_timeout(self) -> float:
+        return self.node.election_timeout
+
+    def on_removed(self, callback: Callable[[], None]) -> None:
+        self.node.on_removed(callback)
 
 
 def _info(m: Member) -> MemberInfo:

@@ -118,6 +118,8 @@ class RaftNode:
         self._conf_waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._snapshot_files: dict[int, Path] = {}
         self._on_change: list[Callable[[], None]] = []
+        self._on_removed: list[Callable[[], None]] = []
+        self.removed = False
         self._members: list[Member] = []
         self._lead = NONE
         self._snapshot_index = 0
@@ -151,6 +153,11 @@ class RaftNode:
             storage.memory.set_hard_state(HardState(hard.term, hard.vote, self._snapshot_index))
         self._raw = RawNode(self._raft_config(), storage.memory)
         self._members = await self._in(self._apply_pool, self.fsm.members)
+        if self.id in self.fsm.removed:
+            raise ValueError(
+                f"raft member {self.id:x} has been removed from the cluster; "
+                "to join again, delete its data directory and add it as a new member"
+            )
         await self.transport.start(self.cfg.listen_peer_urls)
         self._update_peers()
         self._tasks = [
@@ -322,8 +329,8 @@ class RaftNode:
             if conf_changed:
                 self._snapshot_now = True  # so a member added now gets a snapshot that names it
                 self._update_peers()
-                if self.id not in {m.id for m in self._members} and self._members:
-                    log.error("raft member %x was removed from the cluster", self.id)
+                if self.id in self.fsm.removed:
+                    self._leave(f"applied the removal at index {entries[-1].index}", delay=1.0)
         for (proposer, seq), outcome in result.outcomes.items():
             if proposer == self.id and (future := self._proposals.pop(seq, None)) is not None:
                 _resolve(future, outcome)
@@ -428,6 +435,12 @@ class RaftNode:
             return json.dumps({"error": type(exc).__name__}).encode()
         return b"{}"
 
+    def is_removed(self, node_id: int) -> bool:
+        return node_id in self.fsm.removed
+
+    def removed_by_peer(self, node_id: int) -> None:
+        self._leave(f"member {node_id:x} says so", delay=0.0)
+
     def report_unreachable(self, node_id: int) -> None:
         if self._raw is not None:
             self._raw.report_unreachable(node_id)
@@ -443,6 +456,28 @@ class RaftNode:
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the loop) after every apply that changed data."""
         self._on_change.append(callback)
+
+    def on_removed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) once this member is removed from the cluster: one
+        second after it applied its own removal (so the leader hears the acknowledgement, as
+        etcd's ``stopWithDelay``), or at once when a peer refuses it as a removed member."""
+        self._on_removed.append(callback)
+
+    def _leave(self, why: str, delay: float) -> None:
+        if self.removed:
+            return
+        self.removed = True
+        log.error("raft member %x has been permanently removed from the cluster (%s)", self.id, why)
+        for callback in self._on_removed:
+            asyncio.get_running_loop().call_later(delay, callback)
+
+    @property
+    def is_learner(self) -> bool:
+        return self.id in self.fsm.conf.learners
+
+    @property
+    def election_timeout(self) -> float:
+        return self.cfg.tick_seconds * self.cfg.election_ticks
 
     @property
     def is_leader(self) -> bool:

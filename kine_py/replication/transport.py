@@ -6,7 +6,8 @@ generic handlers. Methods of the service ``kinepy.raft.v1.Peer``:
 - ``Send`` (client streaming): each frame is a batch of messages (``encode_messages``). One
   long-lived stream per peer; a frame carries everything queued for that peer, so messages
   of one Ready go out together. A broken stream drops what it held (Raft retransmits) and
-  reports the peer unreachable; the sender reconnects after a short pause.
+  reports the peer unreachable; the sender reconnects after a short pause. A member removed
+  from the cluster is refused (FAILED_PRECONDITION ``REMOVED``) and stops on reading that.
 - ``Snapshot`` (client streaming): the first frame is the MsgSnap (``encode_message``), the
   rest the state machine's database in chunks. The receiver stores the file, fsyncs it and
   only then steps the message into its node.
@@ -42,6 +43,9 @@ CHUNK = 1 << 20
 MAX_QUEUE = 8192
 MAX_FRAME_MESSAGES = 1024
 RECONNECT_PAUSE = 0.1
+# What a member answers a removed member's stream with (etcd: HTTP 410 from rafthttp); the
+# removed member stops when it reads it.
+REMOVED = "the member has been permanently removed from the cluster"
 # Servers must accept the clients' keepalive pings, or grpc-core answers GOAWAY
 # "too_many_pings" and drops the peer stream (votes and acks lost until it reconnects).
 _SERVER_OPTIONS = [
@@ -102,6 +106,10 @@ class PeerHandler(Protocol):
 
     def report_unreachable(self, node_id: int) -> None: ...
 
+    def is_removed(self, node_id: int) -> bool: ...
+
+    def removed_by_peer(self, node_id: int) -> None: ...
+
     def report_snapshot(self, node_id: int, failed: bool) -> None: ...
 
 
@@ -134,6 +142,8 @@ class _Peer:
                 await call(self._frames())
             except grpc.aio.AioRpcError as exc:
                 log.debug("stream to peer %x broke: %s", self.id, exc.code())
+                if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and exc.details() == REMOVED:
+                    self._t.handler.removed_by_peer(self.id)
             while not self.queue.empty():
                 self.queue.get_nowait()
             self._t.handler.report_unreachable(self.id)
@@ -192,6 +202,8 @@ class PeerTransport:
             except codec.CodecError as exc:
                 log.warning("dropping a malformed frame from a peer: %s", exc)
                 continue
+            if messages and self.handler.is_removed(messages[0].from_):
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, REMOVED)
             self.handler.receive(messages)
         return b""
 

@@ -10,6 +10,7 @@ from kine_py._pb.etcdserverpb import rpc_pb2_grpc
 from kine_py._pb.grpc.health.v1 import health_pb2_grpc
 from kine_py.mvcc.store import Store
 from kine_py.server import convert
+from kine_py.server.gate import LeaderGate
 from kine_py.server.health import HealthService
 from kine_py.server.identity import Identity
 from kine_py.server.interceptors import CallObserver, MethodTable
@@ -49,13 +50,15 @@ def build_server(
     observer: CallObserver | None = None,
 ) -> tuple[grpc.aio.Server, HealthService]:
     """A server with KV, Maintenance, Cluster, Health and the UNIMPLEMENTED ones; no port yet.
+    In Raft mode (``identity.cluster``) every call passes etcd's learner and require-leader
+    checks (``gate.LeaderGate``).
 
     Every method is served from one ``MethodTable`` (instrumented once, here), not
     through an interceptor and not as grpc's registered methods: both cost Python
     work on every call.
     """
     server = grpc.aio.server(options=grpc_options(max_request_bytes))
-    table = MethodTable(observer)
+    table = MethodTable(observer, LeaderGate(identity.cluster) if identity.cluster is not None else None)
     registry: Any = table  # takes the generated add_*Servicer_to_server calls
     health = HealthService(store.ready)
     encoder = convert.Encoder(identity.fill)  # serialized KeyValues and Events, shared

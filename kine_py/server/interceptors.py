@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from kine_py.server.gate import LeaderGate
+
 log = logging.getLogger("kine_py.requests")
 
 
@@ -130,8 +132,9 @@ class MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     register it on the real server with ``server.add_generic_rpc_handlers((table,))``.
     """
 
-    def __init__(self, observer: CallObserver | None) -> None:
+    def __init__(self, observer: CallObserver | None, gate: LeaderGate | None = None) -> None:
         self._observer = observer
+        self._gate = gate
         self._methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def add_generic_rpc_handlers(self, handlers: object) -> None:
@@ -150,4 +153,8 @@ class MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        return self._methods.get(handler_call_details.method)
+        handler = self._methods.get(handler_call_details.method)
+        if handler is None or self._gate is None:
+            return handler
+        details: Any = handler_call_details  # grpc.aio's carries invocation_metadata
+        return self._gate.handler(details.method, handler, details.invocation_metadata)

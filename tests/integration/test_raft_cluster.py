@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
-from kine_py._pb.etcdserverpb import rpc_pb2
+from kine_py._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from kine_py.testing.processes import (
     RaftMemberProcess,
     etcdctl,
@@ -307,6 +308,71 @@ def test_isolated_leader_steps_down_and_the_rest_elect_a_new_one(tmp_path: Path)
             p.close()
 
 
+class WatchStream:
+    """One Watch stream on its own channel, read by a thread: its events and how it ended."""
+
+    def __init__(self, endpoint: str, key: bytes, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.channel = grpc.insecure_channel(endpoint)
+        create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=key))
+        self.calls = rpc_pb2_grpc.WatchStub(self.channel).Watch(iter([create]), metadata=metadata)
+        self.created = threading.Event()
+        self.ended: grpc.RpcError | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        assert self.created.wait(10), "the watch was not created"
+
+    def _read(self) -> None:
+        try:
+            for resp in self.calls:
+                if resp.created:
+                    self.created.set()
+        except grpc.RpcError as exc:
+            self.ended = exc
+
+    def close(self) -> None:
+        self.calls.cancel()
+        self.channel.close()
+
+
+def test_require_leader_calls_fail_and_streams_end_without_a_leader(
+    cluster: list[RaftMemberProcess],
+) -> None:
+    """etcd's ``hasleader`` metadata (clientv3's WithRequireLeader, on every kube-apiserver
+    watch): with its peers gone, a member refuses such calls with "etcdserver: no leader" and
+    ends such watches after three election timeouts; calls without it are served."""
+    lone = cluster[0]
+    require = (("hasleader", "true"),)
+    strict = WatchStream(lone.endpoint, b"w", require)
+    relaxed = WatchStream(lone.endpoint, b"w", ())
+    try:
+        with connect(lone.endpoint) as c:
+            c.kv.Range(rpc_pb2.RangeRequest(key=b"w"), metadata=require, timeout=5)  # a leader: served
+        for m in cluster[1:]:
+            m.kill()
+        lost = time.monotonic()
+        strict.thread.join(15)
+        assert strict.ended is not None, "the require-leader watch was not ended"
+        ended_after = time.monotonic() - lost
+        no_leader = (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
+        assert (strict.ended.code(), strict.ended.details()) == no_leader
+        assert ended_after >= 2, f"ended {ended_after:.1f} s after the leader was lost: too soon"
+        assert relaxed.thread.is_alive() and relaxed.ended is None
+        with connect(lone.endpoint) as c:
+            with pytest.raises(grpc.RpcError) as caught:
+                c.kv.Range(rpc_pb2.RangeRequest(key=b"w", serializable=True), metadata=require, timeout=5)
+            err: Any = caught.value
+            assert (err.code(), err.details()) == no_leader
+            c.kv.Range(rpc_pb2.RangeRequest(key=b"w", serializable=True), timeout=5)
+            create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"w"))
+            with pytest.raises(grpc.RpcError) as caught:
+                next(rpc_pb2_grpc.WatchStub(c.channel).Watch(iter([create]), metadata=require, timeout=5))
+            err = caught.value
+            assert (err.code(), err.details()) == no_leader
+    finally:
+        strict.close()
+        relaxed.close()
+
+
 def _proxy_peers(members: list[RaftMemberProcess]) -> list[TcpProxy]:
     """Rewrite the members' flags so each listens on a fresh port behind a proxy that the
     others use as its peer URL."""
@@ -349,8 +415,14 @@ def test_membership_add_learner_promote_and_remove(tmp_path: Path) -> None:
             time.sleep(0.2)
         learner_id = status(fourth.endpoint).header.member_id
         assert status(fourth.endpoint).isLearner
+        assert_learner_refuses(fourth.endpoint)
         promoted = etcdctl(members[0].endpoint, "member", "promote", f"{learner_id:x}")
         assert promoted.returncode == 0, promoted.stderr + promoted.stdout
+        deadline = time.monotonic() + 10
+        while status(fourth.endpoint).isLearner:  # the promotion is applied there too
+            assert time.monotonic() < deadline, "the promoted member still says it is a learner"
+            time.sleep(0.1)
+        assert len(get_all(fourth.endpoint, b"mem/")) == 20  # linearizable now
         listed = etcdctl(members[2].endpoint, "member", "list")
         assert listed.stdout.count("started") >= 3 and "true" not in listed.stdout.split("m4")[-1][:40]
         for i in range(20, 30):
@@ -361,16 +433,55 @@ def test_membership_add_learner_promote_and_remove(tmp_path: Path) -> None:
         gone_id = status(gone.endpoint).header.member_id
         removed = etcdctl(leader.endpoint, "member", "remove", f"{gone_id:x}")
         assert removed.returncode == 0, removed.stderr
-        gone.stop()
+        assert gone.proc is not None
+        assert gone.proc.wait(timeout=15) == 0, "a removed member stops by itself, as etcd's does"
+        assert "permanently removed from the cluster" in gone.log_text()
         rest = [m for m in members if m is not gone]
         put(rest[0].endpoint, b"mem/after", b"v")
         assert len(get_all(rest[-1].endpoint, b"mem/")) == 31
         with connect(rest[0].endpoint) as c:
             ids = {m.ID for m in c.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=5).members}
         assert gone_id not in ids and learner_id in ids and len(ids) == 3
+        # Restarted on its old data directory, it refuses to start.
+        gone.start(wait=False)
+        assert gone.proc is not None and gone.proc.wait(timeout=30) == 1
+        assert "has been removed from the cluster" in gone.log_text()
+        # A member removed while it was down learns it from its peers when it comes back.
+        leader = leader_of(rest)
+        down = next(m for m in rest if m is not leader)
+        down_id = status(down.endpoint).header.member_id
+        down.kill()
+        removed = etcdctl(leader.endpoint, "member", "remove", f"{down_id:x}")
+        assert removed.returncode == 0, removed.stderr
+        down.start(wait=False)
+        assert down.proc is not None and down.proc.wait(timeout=30) == 0
+        assert "permanently removed from the cluster (member" in down.log_text()
+        put(leader.endpoint, b"mem/two-left", b"v")
     finally:
         for m in members:
             m.stop()
+
+
+def assert_learner_refuses(endpoint: str) -> None:
+    """etcd's learner serves Status and serializable Range only; everything else, streams
+    included, is UNAVAILABLE "etcdserver: rpc not supported for learner"."""
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"k"))
+    with connect(endpoint) as c:
+        calls = {
+            "linearizable Range": lambda: c.kv.Range(rpc_pb2.RangeRequest(key=b"mem/00"), timeout=5),
+            "Put": lambda: c.kv.Put(rpc_pb2.PutRequest(key=b"mem/x", value=b"v"), timeout=5),
+            "MemberList": lambda: c.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=5),
+            "Watch": lambda: next(rpc_pb2_grpc.WatchStub(c.channel).Watch(iter([create]), timeout=5)),
+        }
+        for name, call in calls.items():
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            err: Any = caught.value
+            assert (err.code(), err.details()) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "etcdserver: rpc not supported for learner",
+            ), name
+        assert c.kv.Range(rpc_pb2.RangeRequest(key=b"mem/00", serializable=True), timeout=5).count == 1
 
 
 def _joining_member(tmp_path: Path, members: list[RaftMemberProcess], peer: str) -> RaftMemberProcess:
