@@ -27,7 +27,7 @@ from dataclasses import replace
 from kine_py.raft.codec import CodecError, decode_conf_change
 from kine_py.raft.config import Config
 from kine_py.raft.log import RaftLog, payloads_size
-from kine_py.raft.read_only import ReadOnly
+from kine_py.raft.read_only import ReadOnly, stamped_term, term_stamp
 from kine_py.raft.storage import Storage
 from kine_py.raft.tracker import Progress, ProgressTracker, VoteResult
 from kine_py.raft.types import (
@@ -104,6 +104,7 @@ class Raft:
         "disable_proposal_forwarding",
         "election_elapsed",
         "election_timeout",
+        "forwarder_read_ack",
         "heartbeat_elapsed",
         "heartbeat_timeout",
         "id",
@@ -149,6 +150,7 @@ class Raft:
         self.pre_vote = config.pre_vote
         self.disable_proposal_forwarding = config.disable_proposal_forwarding
         self.step_down_on_removal = config.step_down_on_removal
+        self.forwarder_read_ack = config.forwarder_read_ack
         self.term = 0
         self.vote = NONE
         self.lead = NONE
@@ -849,8 +851,29 @@ class Raft:
         self._queue_read(m)
 
     def _queue_read(self, m: Message) -> None:
+        """Queue a read at the current commit index and confirm it with a heartbeat round.
+
+        A read forwarded by a voter whose term stamp is this leader's term also counts as
+        that voter's acknowledgement (``Config.forwarder_read_ack``). Why that is safe: the
+        follower stamped the request after the read began, at term T, so it had not voted
+        in any later term when the read began; neither had this leader, still at T now. A
+        leader of a later term needs the vote of a majority, so if a majority acknowledged
+        (each ack sent at term T after the read began), no later leader existed before the
+        read began and every write acknowledged before it was committed at T or earlier:
+        at or below this commit index (this leader has committed an entry of its term). The
+        heartbeat acks give the same guarantee from the other side: sent after the leader
+        queued the read. If the stamp alone makes a majority, no heartbeat round is needed.
+        """
         self.read_only.add_request(self.raft_log.committed, m)
-        self.read_only.recv_ack(self.id, self.read_only.heartbeat_ctx())
+        ctx = self.read_only.heartbeat_ctx()
+        self.read_only.recv_ack(self.id, ctx)
+        forwarded = m.from_ not in (NONE, self.id)
+        if self.forwarder_read_ack and forwarded and stamped_term(m.context) == self.term:
+            self.read_only.recv_ack(m.from_, ctx)
+            for rs in self.read_only.maybe_advance(self.trk.voters):
+                self._answer_read(rs.req, rs.index)
+            if not self.read_only.unconfirmed_reads:
+                return
         self.bcast_heartbeat()
 
     def release_pending_read_index_messages(self) -> None:
@@ -1111,7 +1134,8 @@ class Raft:
         if self.lead == NONE:
             self.logger.info("%x no leader at term %d; dropping index reading msg", self.id, self.term)
             return
-        self.send(replace(m, to=self.lead))
+        stamp = term_stamp(self.term) if self.forwarder_read_ack else m.context
+        self.send(replace(m, to=self.lead, context=stamp))
 
     def _follower_read_index_resp(self, m: Message) -> None:
         if len(m.entries) != 1:

@@ -44,7 +44,7 @@ NO_LIMIT = 1 << 62
 
 def config_for(node_id: int, **overrides: Any) -> Config:
     """etcd-raft's test defaults: election 10, heartbeat 1, no size limits, and neither
-    pre-vote nor check-quorum unless asked for."""
+    pre-vote nor check-quorum (nor kine-py's forwarder read ack) unless asked for."""
     fields: dict[str, object] = {
         "id": node_id,
         "election_tick": 10,
@@ -53,6 +53,7 @@ def config_for(node_id: int, **overrides: Any) -> Config:
         "max_inflight_msgs": 256,
         "pre_vote": False,
         "check_quorum": False,
+        "forwarder_read_ack": False,
     }
     fields.update(overrides)
     return Config(**fields)  # type: ignore[arg-type]

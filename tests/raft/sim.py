@@ -298,6 +298,7 @@ class SimOptions:
     """Removals never take the proposer's configuration below this many voters."""
     pre_vote: bool = True
     check_quorum: bool = True
+    forwarder_read_ack: bool = True
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
 
@@ -364,6 +365,7 @@ class Sim:
             max_inflight_msgs=o.max_inflight_msgs,
             check_quorum=o.check_quorum,
             pre_vote=o.pre_vote,
+            forwarder_read_ack=o.forwarder_read_ack,
             rand=random.Random(self.seed * 1000 + node_id * 10 + incarnation),
         )
 

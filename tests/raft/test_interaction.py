@@ -17,11 +17,12 @@ Commands (ids are node ids, 1-based; ``[...]`` is optional):
 
 * ``add-nodes N [voters=(1,2,3)] [learners=(4)] [index=I] [prevote=B] [checkquorum=B]
   [election=T] [heartbeat=T] [max-inflight=N] [max-size=BYTES] [max-uncommitted=BYTES]
-  [step-down-on-removal=B] [disable-forwarding=B] [seed=S]`` adds N nodes with the next ids.
+  [step-down-on-removal=B] [disable-forwarding=B] [forwarder-read-ack=B] [seed=S]`` adds N
+  nodes with the next ids.
   With ``voters``/``learners`` the storage starts from a snapshot holding that configuration
   at ``index`` (default 0) and term 1 (term 0 when index is 0); without them the node starts
   empty and must get a snapshot from a leader. Defaults follow etcd-raft's test stub:
-  election=3, heartbeat=1, pre-vote and check-quorum OFF, unlimited message size and
+  election=3, heartbeat=1, pre-vote, check-quorum and forwarder-read-ack OFF, unlimited message size and
   inflights (256). The randomized election timeout is pinned to its minimum (= election) so
   ``tick-election`` on a follower always starts an election; ``seed=S`` uses a seeded
   ``random.Random(S)`` instead.
@@ -210,6 +211,7 @@ class InteractionEnv:
             pre_vote=flag("prevote", False),
             disable_proposal_forwarding=flag("disable-forwarding", False),
             step_down_on_removal=flag("step-down-on-removal", True),
+            forwarder_read_ack=flag("forwarder-read-ack", False),
             rand=rand,
             logger=self.logger,
         )

@@ -494,6 +494,51 @@ def test_one_heartbeat_round_confirms_all_queued_reads() -> None:
     assert sum(m.type == MT.HEARTBEAT for m in nt.delivered) == 2
 
 
+def test_forwarded_read_counts_as_the_forwarders_ack() -> None:
+    """Config.forwarder_read_ack: with three voters a follower's read is answered without a
+    heartbeat round (leader + the stamping forwarder are a majority)."""
+    nt = elected(3, forwarder_read_ack=True)
+    nt.propose(1, b"x")
+    nt.delivered.clear()
+    nt.peer(2).node.read_index(b"r")
+    nt.flush(2)
+    assert [m.type for m in nt.delivered] == [MT.READ_INDEX, MT.READ_INDEX_RESP]
+    assert nt.peer(2).read_states == [ReadState(index=2, request_ctx=b"r")]
+
+
+def test_forwarded_read_in_a_minority_is_never_answered() -> None:
+    """Five voters; the leader and one follower cut off from the other three, which elect a
+    new leader and commit. The follower's read, stamped with the old term, is one ack of the
+    three the old leader needs: it is not answered (answering would miss the new commits)."""
+    nt = elected(5, forwarder_read_ack=True)
+    nt.propose(1, b"x")
+    for a in (1, 2):
+        for b in (3, 4, 5):
+            nt.cut(a, b)
+    nt.campaign(3)
+    nt.propose(3, b"after")
+    assert nt.raft(3).state == StateType.LEADER and nt.raft(3).raft_log.committed > 2
+    nt.peer(2).node.read_index(b"stale?")
+    nt.flush(2)
+    nt.tick(1, nt.raft(1).heartbeat_timeout)
+    assert nt.peer(2).read_states == []
+    assert any(m.type == MT.READ_INDEX and m.to == 1 for m in nt.delivered)  # it got there
+
+
+def test_forwarded_read_with_another_term_gets_a_heartbeat_round() -> None:
+    """A stamp that is not the leader's term (or none: an older follower) is not an ack."""
+    for stamp in (b"", (7).to_bytes(8, "little")):
+        nt = elected(3, forwarder_read_ack=True)
+        nt.propose(1, b"x")
+        nt.ignore(MT.HEARTBEAT_RESP)
+        read = Message(MT.READ_INDEX, to=1, from_=2, entries=(Entry(0, 0, data=b"r"),), context=stamp)
+        nt.send(read)
+        assert nt.peer(2).read_states == [], stamp
+        nt.recover()
+        nt.beat(1)
+        assert nt.peer(2).read_states == [ReadState(index=2, request_ctx=b"r")]
+
+
 def test_stale_heartbeat_acks_do_not_confirm_a_retried_read() -> None:
     """raft#397: acks of the heartbeat sent for a read confirm only reads queued before that
     heartbeat, even when a retry reuses the request context."""
