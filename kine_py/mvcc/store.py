@@ -72,6 +72,7 @@ from kine_py.mvcc import ranges
 from kine_py.mvcc.index import Change, KeyIndex
 from kine_py.mvcc.lease import MAX_LEASE_TTL, Lease, LeaseIds, Lessor
 from kine_py.mvcc.log import LeaseRow, Log, Meta, Row
+from kine_py.mvcc.rounds import SharedRound
 from kine_py.mvcc.txn_eval import (
     check_delete,
     check_intervals,
@@ -163,7 +164,10 @@ class _Write:
 
 @dataclass(frozen=True, slots=True)
 class _CatchUp:
-    """A writer job: bring the index up to the log, which another process moved."""
+    """A writer job: bring the index up to the log, which another process moved (at least
+    to ``seen``, when given: done already if the index is there)."""
+
+    seen: Meta | None = None
 
 
 _Outcome = OpResult | int | LeaseGrantResult | Exception
@@ -201,6 +205,7 @@ class Store:
         self.lessor = Lessor()
         self._lease_version = 0
         self._catch_up_queued = False
+        self._fresh_meta = SharedRound(self._read_meta)
         self._expirer: asyncio.Task[None] | None = None
         self._expiring: dict[int, asyncio.Task[None]] = {}
         self.hub = WatchHub(self, observer=self.observer)
@@ -505,7 +510,8 @@ class Store:
             if isinstance(job.op, int):
                 await self._run_compact(job)
             elif isinstance(job.op, _CatchUp):
-                await self._catch_up()
+                if not self._has_seen(job.op.seen):
+                    await self._catch_up()
                 job.future.set_result(self._rev)
             else:
                 await self._run_lease(job, job.op)
@@ -698,13 +704,22 @@ class Store:
     # ---- following other processes on a shared log ----
 
     async def _sync(self) -> None:
-        """Before a linearizable read on a shared log: take in every write committed so far."""
+        """Before a linearizable read on a shared log: take in every write committed so far.
+        Concurrent reads share one barrier and ``meta`` read (``SharedRound``), and a catch-up
+        that an earlier one already did is skipped."""
         if not self._log.shared:
             return
+        meta = await self._fresh_meta()
+        if not self._has_seen(meta):
+            await self._submit(_CatchUp(meta))
+
+    async def _read_meta(self) -> Meta:
         await self._log.barrier()
-        meta = await self._log.meta()
-        if meta.revision > self._rev or meta.lease_version != self._lease_version:
-            await self._submit(_CatchUp())
+        return await self._log.meta()
+
+    def _has_seen(self, meta: Meta | None) -> bool:
+        """Whether the index already holds everything ``meta`` says the log holds."""
+        return meta is not None and meta.revision <= self._rev and meta.lease_version == self._lease_version
 
     def _remote_changed(self) -> None:
         """From the log's follower: the database may be ahead; queue one catch-up."""
