@@ -102,6 +102,14 @@ class DiskStorage:
         if ready.hard_state is not None:
             self._memory.set_hard_state(ready.hard_state)
 
+    def quick_save(self, ready: Ready) -> bool:
+        """Whether ``save(ready)`` is one small write with no fsync (a new commit index only),
+        cheap enough for the event loop instead of the WAL thread."""
+        quick = not (ready.entries or ready.must_sync) and (
+            ready.snapshot is None or ready.snapshot.is_empty()
+        )
+        return quick and not self._wal.near_cut
+
     def compact(
         self, index: int, conf_state: ConfState, data: bytes, *, keep: int = DEFAULT_CATCH_UP_ENTRIES
     ) -> Snapshot:

@@ -369,6 +369,11 @@ class WAL:
         if self._size >= self._segment_size:
             self._cut()
 
+    @property
+    def near_cut(self) -> bool:
+        """Whether a small write now could fill the segment (and so cut a new one, with fsyncs)."""
+        return self._size + 4096 >= self._segment_size
+
     def save_snapshot(self, meta: SnapshotMetadata, *, replaces_log: bool = False) -> None:
         """Append a snapshot marker and fdatasync.
 

@@ -75,6 +75,18 @@ def test_entries_and_hard_state_survive_a_reopen(tmp_path: Path) -> None:
     after.close()
 
 
+def test_only_a_commit_index_update_is_a_quick_save(tmp_path: Path) -> None:
+    """The node writes these on the event loop: no fsync, no segment cut."""
+    storage = reopened(tmp_path, segment_size=8192)
+    assert storage.quick_save(Ready(hard_state=HardState(1, 1, 3)))
+    assert not storage.quick_save(Ready(entries=ents(1, 1, 1), must_sync=True))
+    assert not storage.quick_save(Ready(hard_state=HardState(2, 1, 3), must_sync=True))  # a new term
+    storage.save(Ready(entries=ents(1, 1, 1), must_sync=True))
+    storage.save(Ready(entries=(Entry(1, 2, data=b"x" * 5000),), must_sync=True))  # near the end
+    assert not storage.quick_save(Ready(hard_state=HardState(1, 1, 2)))
+    storage.close()
+
+
 def test_conflicting_entries_replace_the_tail_in_memory_and_on_disk(tmp_path: Path) -> None:
     storage = reopened(tmp_path)
     storage.save(Ready(hard_state=HardState(1, 1, 2), entries=ents(1, 1, 8), must_sync=True))
