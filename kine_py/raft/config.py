@@ -38,6 +38,11 @@ class Config:
     acknowledgement for the read (not in etcd-raft; the safety argument is in
     ``Raft._queue_read``). With three voters a follower's read then needs no heartbeat round:
     two messages instead of four. Off: etcd-raft's behaviour.
+    ``drop_stale_acks``: a Ready leaves out append acks of an earlier term than the node's
+    (a later message stepped before the Ready may have truncated what they acknowledge), so
+    every ack sent is backed by the disk once the Ready is durable. Off: etcd-raft's
+    behaviour, which sends them (safe, as the ack is a fact of its own term; dropping a
+    message is always safe too).
     ``rand``: the only source of randomness (the election timeout); ``None`` means
     ``random.Random(id)``, so runs are reproducible.
     ``logger``: where the node logs; ``None`` means the ``kine_py.raft`` logger.
@@ -55,6 +60,7 @@ class Config:
     disable_proposal_forwarding: bool = False
     step_down_on_removal: bool = True
     forwarder_read_ack: bool = True
+    drop_stale_acks: bool = True
     rand: random.Random | None = None
     logger: logging.Logger | None = None
 

@@ -102,6 +102,7 @@ class Raft:
         "_tick",
         "check_quorum",
         "disable_proposal_forwarding",
+        "drop_stale_acks",
         "election_elapsed",
         "election_timeout",
         "forwarder_read_ack",
@@ -151,6 +152,7 @@ class Raft:
         self.disable_proposal_forwarding = config.disable_proposal_forwarding
         self.step_down_on_removal = config.step_down_on_removal
         self.forwarder_read_ack = config.forwarder_read_ack
+        self.drop_stale_acks = config.drop_stale_acks
         self.term = 0
         self.vote = NONE
         self.lead = NONE

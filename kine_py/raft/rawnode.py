@@ -169,7 +169,11 @@ class RawNode:
         after: tuple[Message, ...] = ()
         self_messages: tuple[Message, ...] = ()
         if r.msgs_after_append:
-            after = tuple(m for m in r.msgs_after_append if m.to != r.id)
+            after = tuple(
+                m
+                for m in r.msgs_after_append
+                if m.to != r.id and not (r.drop_stale_acks and _stale_ack(m, r.term))
+            )
             self_messages = tuple(m for m in r.msgs_after_append if m.to == r.id)
         rd = Ready(
             soft_state=soft,
@@ -258,3 +262,8 @@ class RawNode:
         """The state machine itself, for tests and introspection. Driving it directly
         bypasses the ``Ready`` contract."""
         return self._raft
+
+
+def _stale_ack(m: Message, term: int) -> bool:
+    """An append ack of an earlier term than the node's (``Config.drop_stale_acks``)."""
+    return m.type is MessageType.APP_RESP and m.term < term

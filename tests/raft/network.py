@@ -44,7 +44,7 @@ NO_LIMIT = 1 << 62
 
 def config_for(node_id: int, **overrides: Any) -> Config:
     """etcd-raft's test defaults: election 10, heartbeat 1, no size limits, and neither
-    pre-vote nor check-quorum (nor kine-py's forwarder read ack) unless asked for."""
+    pre-vote nor check-quorum (nor kine-py's forwarder read ack and stale-ack drop) unless asked for."""
     fields: dict[str, object] = {
         "id": node_id,
         "election_tick": 10,
@@ -54,6 +54,7 @@ def config_for(node_id: int, **overrides: Any) -> Config:
         "pre_vote": False,
         "check_quorum": False,
         "forwarder_read_ack": False,
+        "drop_stale_acks": False,
     }
     fields.update(overrides)
     return Config(**fields)  # type: ignore[arg-type]

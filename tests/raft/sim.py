@@ -576,6 +576,18 @@ class Sim:
         self.log(f"partition {sorted(a)} | {sorted(set(ids) - a)}")
         self.check()
 
+    def split_leader(self, node_id: int, companions: list[int]) -> bool:
+        """Cut the leader ``node_id`` off with ``companions`` (the largest minority: alone
+        with 3 voters, with one follower of 5), so the majority elects a new leader while the
+        old one and its followers still take reads: the stale-read check then meets reads at
+        a deposed leader, forwarded ones included. False if ``node_id`` is not a running
+        leader or a partition is already in place."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.up or node.rn.state != StateType.LEADER or self.net.blocked:
+            return False
+        self.partition([node_id, *companions])
+        return True
+
     def heal(self) -> None:
         self.steps += 1
         self.net.blocked = set()
@@ -643,15 +655,21 @@ class Sim:
         if node is None or not node.up:
             return False
         self.steps += 1
-        ctx = b"r%d" % self.next_read
-        self.next_read += 1
-        self.reads[ctx] = (node_id, self.max_committed)
+        ctx = self.new_read(node_id)
         self._call(
             node,
             f"read-index {node_id} {ctx.decode()} (known commit {self.max_committed})",
             lambda: node.rn.read_index(ctx),
         )
         return True
+
+    def new_read(self, node_id: int) -> bytes:
+        """A fresh read context issued at ``node_id`` now, remembered with the commit index
+        known at this moment (the least a ReadState for it may carry)."""
+        ctx = b"r%d" % self.next_read
+        self.next_read += 1
+        self.reads[ctx] = (node_id, self.max_committed)
+        return ctx
 
     def transfer(self, node_id: int, target: int) -> bool:
         node = self.nodes.get(node_id)
@@ -1018,10 +1036,11 @@ PROGRESS_ACTIONS: dict[str, float] = {
 
 FAULT_ACTIONS: dict[str, float] = {
     "propose": 8,
-    "read_index": 3,
+    "read_index": 6,
     "drop": 2,
     "duplicate": 1,
     "partition": 0.7,
+    "split_leader": 1,
     "heal": 1.5,
     "crash": 0.6,
     "restart": 3,
@@ -1091,6 +1110,12 @@ def _try_action(sim: Sim, rng: random.Random, action: str) -> bool:
     if action == "compact":
         return sim.compact(rng.choice(running), rng.random())
     leaders = [i for i in running if nodes[i].rn.state == StateType.LEADER]
+    if action == "split_leader":
+        if not leaders or sim.net.blocked:
+            return False
+        leader = rng.choice(leaders)
+        voters = sorted(set(nodes[leader].conf().voters) - {leader})
+        return sim.split_leader(leader, rng.sample(voters, max(0, len(voters) // 2 - 1)))
     client = rng.choice(leaders) if leaders and rng.random() < 0.7 else rng.choice(running)
     if action in ("propose", "read_index", "add_learner"):
         return getattr(sim, action)(client)

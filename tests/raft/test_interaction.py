@@ -212,6 +212,7 @@ class InteractionEnv:
             disable_proposal_forwarding=flag("disable-forwarding", False),
             step_down_on_removal=flag("step-down-on-removal", True),
             forwarder_read_ack=flag("forwarder-read-ack", False),
+            drop_stale_acks=flag("drop-stale-acks", False),
             rand=rand,
             logger=self.logger,
         )

@@ -1221,3 +1221,32 @@ def test_pre_vote_rejected_at_term_zero_is_dropped() -> None:
     p.raft.step(Message(MT.PRE_VOTE, from_=3, to=2, term=1, log_term=0, index=0))
     assert p.process_ready() == []
     assert (p.raft.term, p.raft.state) == (0, StateType.FOLLOWER)
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_append_ack_of_an_earlier_term_is_dropped_from_the_ready(drop: bool) -> None:
+    """Found by the simulator: a follower acks a duplicate append of its term-2 leader (index
+    5, durable), then, before its next Ready, a term-3 leader's append truncates its log to 3.
+    Sent after that Ready is durable, the term-2 ack would state an index the disk no longer
+    holds. ``drop_stale_acks`` (the default) leaves it out; etcd-raft sends it."""
+    storage = MemoryStorage(ConfState(voters=(1, 2, 3)))
+    storage.append([Entry(term=2, index=i) for i in range(1, 6)])
+    storage.set_hard_state(HardState(term=2, vote=1, commit=2))
+    rn = RawNode(Config(id=2, drop_stale_acks=drop), storage)
+    rn.step(Message(MessageType.APP, to=2, from_=1, term=2, log_term=2, index=5, commit=2))
+    rn.step(
+        Message(
+            MessageType.APP,
+            to=2,
+            from_=3,
+            term=3,
+            log_term=2,
+            index=2,
+            commit=2,
+            entries=(Entry(term=3, index=3),),
+        )
+    )
+    rd = rn.ready()
+    acks = [(m.to, m.term, m.index) for m in rd.persisted_messages if m.type is MessageType.APP_RESP]
+    assert [e.index for e in rd.entries] == [3]
+    assert acks == ([(3, 3, 3)] if drop else [(1, 2, 5), (3, 3, 3)])
