@@ -160,7 +160,7 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
         await store.close()
 
 
-def _run_loop(main: Coroutine[None, None, None]) -> None:
+def run_loop(main: Coroutine[None, None, None]) -> None:
     """uvloop when it is installed (a dependency on Linux and macOS): about a tenth less CPU per
     request than asyncio's own loop, measured with the put benchmark; asyncio's loop otherwise."""
     try:
@@ -182,7 +182,7 @@ def run(config: Config) -> int:
         await serve(config, stop)
 
     try:
-        _run_loop(main())
+        run_loop(main())
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         log.error("kine-py failed: %s", exc)
         return 1

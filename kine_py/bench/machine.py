@@ -20,9 +20,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kine_py.testing import databases
-from kine_py.testing.processes import ServerProcess, etcd_bin_dir, etcd_process, kine_process
+from kine_py.testing.processes import ServerProcess, etcd_bin_dir, etcd_process, free_port, kine_process
 
-LABELS = {"etcd": "etcd 3.5.1", "sqlite": "kine-py SQLite", "postgres": "kine-py PostgreSQL"}
+LABELS = {
+    "etcd": "etcd 3.5.1",
+    "sqlite": "kine-py SQLite",
+    "postgres": "kine-py PostgreSQL",
+    "null": "null grpc.aio server",
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -105,13 +110,26 @@ def _alive(server: ServerProcess) -> ServerProcess:
     return server
 
 
+def null_process(workdir: Path) -> ServerProcess:
+    """``kine_py.bench.null_server`` on a free loopback port (not started)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "kine_py.bench.null_server", f"127.0.0.1:{port}"]
+    return ServerProcess(cmd, port, workdir / "null.log")
+
+
 @contextlib.contextmanager
-def servers(workdir: Path, phase: str, backends: list[str]) -> Iterator[dict[str, ServerProcess]]:
-    """``{"etcd": ..., "sqlite": ..., "postgres": ...}`` (the backends asked for), started."""
+def servers(
+    workdir: Path, phase: str, backends: list[str], *, null: bool = False
+) -> Iterator[dict[str, ServerProcess]]:
+    """``{"etcd": ..., "sqlite": ..., "postgres": ...}`` (the backends asked for), and with
+    ``null`` also ``"null"`` (the grpc.aio floor), started."""
     started: dict[str, ServerProcess] = {}
     base = workdir / phase
     try:
         started["etcd"] = _alive(etcd_process(base / "etcd").start())
+        if null:
+            started["null"] = _alive(null_process(base / "null").start())
         for backend in backends:
             data = base / f"kine-{backend}"
             started[backend] = _alive(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from kine_py.bench.checkperf import TARGET_RATE, CheckPerf
 from kine_py.bench.machine import LABELS
 from kine_py.bench.memory import Memory
-from kine_py.bench.scenarios import HISTORY, TARGETS, Scenario, resolve
+from kine_py.bench.scenarios import FLOOR, HISTORY, TARGETS, Scenario, resolve
 from kine_py.bench.spec import Spec
 from kine_py.bench.stats import Result, Summary, percentile, ratio, times
 
@@ -218,6 +218,36 @@ def _p50_p99(samples: list[float]) -> str:
     return f"{_ms(percentile(samples, 0.5))} / {_ms(percentile(samples, 0.99))}"
 
 
+def _floor(f: Findings) -> list[str]:
+    """The FLOOR scenarios against the null grpc.aio server, beside etcd and kine-py."""
+    rows = [s for s in f.scenarios if s.id in FLOOR and f.summary(s.id, "null") and f.summary(s.id, "etcd")]
+    if not rows:
+        return []
+    kines = [b for b in f.backends if any(f.summary(s.id, b) for s in rows)]
+    lines = [
+        "## The grpc.aio floor",
+        "",
+        "`python -m kine_py.bench.null_server`: kine-py's own stack (grpcio's asyncio server on",
+        "uvloop) answering every call with a constant and storing nothing, in the same alternation.",
+        "Its throughput against etcd's is the most one Python process on grpc.aio reaches on this",
+        "machine; kine-py's against it is what kine-py's own work (store, SQL, encoding) costs.",
+        "",
+        "| workload | etcd /s | null /s | null / etcd | "
+        + " | ".join(f"{LABELS[b]} /s | kine-py / null" for b in kines)
+        + " |",
+        "|---" * (4 + 2 * len(kines)) + "|",
+    ]
+    for s in rows:
+        etcd, null = f.summary(s.id, "etcd"), f.summary(s.id, "null")
+        assert etcd and null
+        cells = [f"{etcd.rate:,.0f}", f"{null.rate:,.0f}", times(ratio(null.rate, etcd.rate))]
+        for b in kines:
+            kine = f.summary(s.id, b)
+            cells += [f"{kine.rate:,.0f}", times(ratio(kine.rate, null.rate))] if kine else ["not run", ""]
+        lines.append(f"| {s.label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _check_detail(c: CheckPerf | None) -> str:
     if c is None:
         return "not run"
@@ -290,5 +320,5 @@ def markdown(f: Findings) -> str:
     ]
     for backend in f.backends:
         lines += _backend_table(f, backend)
-    lines += [*_check_perf(f), *_memory(f), *_notes(f)]
+    lines += [*_floor(f), *_check_perf(f), *_memory(f), *_notes(f)]
     return "\n".join(lines)

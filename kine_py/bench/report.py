@@ -2,7 +2,8 @@
 
 Order: machine facts; then three phases, each on fresh servers started here (etcd 3.5.1 and
 kine-py on every backend asked for; a PostgreSQL that does not answer is left out, with a
-note): (1) every scenario of ``scenarios.py``, the servers alternating; (2) memory, one server
+note): (1) every scenario of ``scenarios.py``, the servers alternating (the ``FLOOR`` ones
+also with the null grpc.aio server of ``null_server.py``); (2) memory, one server
 after the other; (3) ``etcdctl check perf`` per load, one server after the other. Then the
 markdown is written to ``--out``. Progress goes to stdout. A workload that fails is noted in
 the file and the report goes on; a server that cannot start raises.
@@ -24,7 +25,7 @@ from kine_py.bench.compare import alternate
 from kine_py.bench.machine import LABELS, servers
 from kine_py.bench.memory import measure_memory
 from kine_py.bench.render import Findings, markdown
-from kine_py.bench.scenarios import scenarios
+from kine_py.bench.scenarios import FLOOR, scenarios
 from kine_py.bench.setup import State
 from kine_py.bench.stats import Result
 
@@ -53,10 +54,12 @@ def _say(text: str) -> None:
 
 def _workloads(f: Findings, workdir: Path, only: list[str] | None) -> None:
     f.scenarios = [s for s in scenarios(f.quick) if only is None or s.id in only]
-    with servers(workdir, "workloads", f.backends) as running:
-        endpoints = {running[name].endpoint: name for name in ["etcd", *f.backends]}
+    with servers(workdir, "workloads", f.backends, null=True) as running:
+        names = ["etcd", *f.backends, "null"]
+        endpoints = {running[name].endpoint: name for name in names}
         states: dict[str, dict[str, State]] = {}
         for s in f.scenarios:
+            chosen = [e for e, name in endpoints.items() if name != "null" or s.id in FLOOR]
             _say(f"{s.id}: {s.label}")
 
             def show(endpoint: str, result: Result) -> None:
@@ -64,7 +67,7 @@ def _workloads(f: Findings, workdir: Path, only: list[str] | None) -> None:
 
             shared = states.setdefault(s.setup, {}) if s.setup else {}
             try:
-                found = alternate(s.spec, list(endpoints), s.rounds, show, shared)
+                found = alternate(s.spec, chosen, s.rounds, show, shared)
             except Exception as exc:
                 f.notes.append(f"`{s.id}` failed: {type(exc).__name__}: {str(exc).splitlines()[-1][:300]}")
                 _say(traceback.format_exc())

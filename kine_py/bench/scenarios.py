@@ -133,6 +133,9 @@ def scenarios(quick: bool) -> list[Scenario]:
     return found
 
 
+FLOOR = ("put-1", "put-n", "range-1", "range-n", "range-s")
+"""Scenarios also run against the null grpc.aio server (``null_server``): the framework's floor."""
+
 TARGETS = [
     Target("Put throughput, many clients >= 0.5x etcd", "put-n", "rate", 0.5),
     Target("Put latency (p50), 1 client <= 2x etcd", "put-1", "p50", 2.0),

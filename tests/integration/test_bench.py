@@ -119,6 +119,7 @@ def test_report_quick_writes_every_section(tmp_path: Path) -> None:
         "## Targets",
         "## kine-py SQLite vs etcd 3.5.1",
         "## kine-py PostgreSQL vs etcd 3.5.1",
+        "## The grpc.aio floor",
         "## etcdctl check perf",
         "## Memory",
         "## Notes",
@@ -128,7 +129,14 @@ def test_report_quick_writes_every_section(tmp_path: Path) -> None:
     assert re.search(r"\| s \(150/s\) \| not run \| (PASS|\*\*FAIL\*\*): \d+/s", text), text
     assert len(re.findall(r"^\| kine-py (SQLite|PostgreSQL) \| 2,000 x 1024 B", text, re.M)) == 2, text
     assert "failed:" not in text, text
-    tables = text.split("## kine-py SQLite vs")[1].split("## etcdctl check perf")[0]
+    floor = text.split("## The grpc.aio floor")[1].split("## etcdctl check perf")[0]
+    floor_rows = [r for r in floor.splitlines() if r.startswith("| ") and "workload" not in r]
+    assert len(floor_rows) == 5, floor  # put 1 / many, range 1 / many / serializable
+    assert all(
+        re.search(r"\| [\d,]+ \| [\d,]+ \| [\d.]+x \| [\d,]+ \| [\d.]+x \| [\d,]+ \| [\d.]+x \|$", r)
+        for r in floor_rows
+    ), floor
+    tables = text.split("## kine-py SQLite vs")[1].split("## The grpc.aio floor")[0]
     assert "not run" not in tables, tables
     for table in tables.split("## kine-py PostgreSQL vs"):
         rows = [r for r in table.splitlines() if r.startswith("| ") and "workload" not in r]
