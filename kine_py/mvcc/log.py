@@ -126,6 +126,14 @@ class Log(Protocol):
         replicated log waits for a ReadIndex. Raises ``UnavailableError`` subclasses."""
         ...
 
+    @property
+    def barrier_shared(self) -> bool:
+        """Whether concurrent ``barrier`` calls already share one round (a caller joining the
+        next one, never one in flight) and ``meta`` after it is local, so the store needs no
+        sharing of its own (Raft: the node shares ReadIndex rounds). False for a database,
+        whose ``meta`` is a query worth sharing."""
+        ...
+
     def follow(self, on_change: Callable[[], None], interval: float) -> None:
         """For a shared log: call ``on_change`` from any thread whenever another process may
         have written (at once where the database can notify, else by polling)."""

@@ -29,7 +29,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -205,7 +205,11 @@ class Store:
         self.lessor = Lessor()
         self._lease_version = 0
         self._catch_up_queued = False
-        self._fresh_meta = SharedRound(self._read_meta)
+        # Raft shares ReadIndex rounds itself and its meta is local: a SharedRound on top
+        # would only add a task and two loop iterations to every linearizable read.
+        self._fresh_meta: Callable[[], Awaitable[Meta]] = (
+            self._read_meta if log_backend.barrier_shared else SharedRound(self._read_meta)
+        )
         self._expirer: asyncio.Task[None] | None = None
         self._expiring: dict[int, asyncio.Task[None]] = {}
         self.hub = WatchHub(self, observer=self.observer)

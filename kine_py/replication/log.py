@@ -42,6 +42,10 @@ class RaftLog:
     def shared(self) -> bool:
         return True
 
+    @property
+    def barrier_shared(self) -> bool:
+        return True  # Node.read_barrier shares ReadIndex rounds; meta is the local fsm's
+
     async def start(self) -> Meta:
         await self.node.start()
         meta = await self._local.start()

@@ -543,10 +543,10 @@ class RaftNode:
             raise errors.NoLeaderError() if self._lead == NONE else errors.LeaderChangedError() from None
         self._kick()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.cfg.request_timeout)
-        except TimeoutError:
+            return await _within(future, self.cfg.request_timeout)
+        except errors.RequestTimeoutError:
             self._proposals.pop(seq, None)
-            raise errors.RequestTimeoutError() from None
+            raise
 
     def _check_usable(self) -> None:
         if self.failed is not None:
@@ -569,10 +569,7 @@ class RaftNode:
                 self._start_read_round()
         round_ = self._next_read if self._next_read is not None else self._read_round
         assert round_ is not None
-        try:
-            index = await asyncio.wait_for(asyncio.shield(round_), self.cfg.request_timeout)
-        except TimeoutError:
-            raise errors.RequestTimeoutError() from None
+        index = await _within(round_, self.cfg.request_timeout)
         await self.wait_applied(index)
 
     def _start_read_round(self) -> None:
@@ -614,10 +611,7 @@ class RaftNode:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._applied_waiters.append((index, future))
-        try:
-            await asyncio.wait_for(asyncio.shield(future), self.cfg.request_timeout)
-        except TimeoutError:
-            raise errors.RequestTimeoutError() from None
+        await _within(future, self.cfg.request_timeout)
 
     # ---- membership ----
 
@@ -673,10 +667,7 @@ class RaftNode:
         except ProposalDroppedError:
             raise errors.NoLeaderError() if self._lead == NONE else errors.LeaderChangedError() from None
         self._kick()
-        try:
-            await asyncio.wait_for(asyncio.shield(future), self.cfg.request_timeout)
-        except TimeoutError:
-            raise errors.RequestTimeoutError() from None
+        await _within(future, self.cfg.request_timeout)
 
     async def move_leader(self, target: int) -> None:
         if not self.is_leader:
@@ -725,6 +716,32 @@ class RaftNode:
             for future in waiters:
                 _fail(future, exc)
         self._conf_waiters.clear()
+
+
+async def _within(future: asyncio.Future[T], seconds: float) -> T:
+    """``future``'s outcome, or ``RequestTimeoutError`` after ``seconds``; cancelling
+    the caller leaves ``future`` alone (other callers may share it). What
+    ``wait_for(shield(future), seconds)`` does, with one callback and one timer instead of
+    two chained futures: one event-loop iteration less per wait, on every linearizable read
+    and every write."""
+    if not future.done():
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        future.add_done_callback(wake)
+        timer = loop.call_later(seconds, wake, None)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            future.remove_done_callback(wake)
+        if not future.done():
+            raise errors.RequestTimeoutError()
+    return future.result()
 
 
 def _resolve(future: asyncio.Future[T], value: T) -> None:

@@ -78,6 +78,10 @@ class SqlLog:
     def shared(self) -> bool:
         return self.dialect.shared
 
+    @property
+    def barrier_shared(self) -> bool:
+        return False
+
     # ---- plumbing ----
 
     def _conn(self) -> Any:
