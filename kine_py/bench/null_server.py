@@ -3,11 +3,11 @@
 ``python -m kine_py.bench.null_server HOST:PORT`` serves ``Range`` (one key-value pair of
 ``--val-size`` bytes under the requested key, as a single-key read of the benchmark returns),
 ``Put``, ``DeleteRange``, ``Txn`` and ``Compact`` (a header only), and ``Maintenance.Status``
-(so readiness checks pass), on the same stack as kine-py — grpcio's asyncio server on the
-same event loop — and does nothing else. Whatever a workload
-measures against it is what a Python server on grpc.aio can reach on this machine at best,
-so ``report`` runs it beside etcd and kine-py: kine-py's distance to it is kine-py's own
-cost, its distance to etcd is the framework's. Other methods answer UNIMPLEMENTED.
+(so readiness checks pass), on kine-py's own stack — grpcio's asyncio server on the same
+event loop — and does nothing else; other methods answer UNIMPLEMENTED. What a workload
+measures against it is the most a Python server on grpc.aio reaches on that machine, so
+``report`` runs it beside etcd and kine-py: kine-py's distance to it is kine-py's own cost,
+its distance to etcd the framework's.
 """
 
 from __future__ import annotations
